@@ -1,0 +1,75 @@
+"""llm-notebook: work with any LLM from a Jupyter notebook.
+
+Importing this package is cheap on purpose (≤ 0.3 s, no network, no threads): litellm, pandas,
+widgets and the embedded model load only when first used.
+"""
+
+from __future__ import annotations
+
+import os
+
+# litellm fetches its price map from the network at import unless told otherwise; we always want
+# the offline copy (the user may still override it by setting the variable themselves).
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from .errors import LLMError  # noqa: E402
+from .session import Session, session  # noqa: E402
+from .response import Response  # noqa: E402
+from . import _pandas_hook  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LLMError",
+    "Response",
+    "Session",
+    "session",
+    "load_ipython_extension",
+    "unload_ipython_extension",
+    "Chat",
+    "ModelPicker",
+    "TemplateEditor",
+    "UsagePanel",
+    "compare",
+    "__version__",
+]
+
+# Heavy public names resolve on first use, keeping `import llm_notebook` fast.
+_LAZY = {
+    "Chat": ("llm_notebook.widgets.chat", "Chat"),
+    "ModelPicker": ("llm_notebook.widgets.picker", "ModelPicker"),
+    "TemplateEditor": ("llm_notebook.widgets.template_editor", "TemplateEditor"),
+    "UsagePanel": ("llm_notebook.widgets.usage_panel", "UsagePanel"),
+    "ComparisonGrid": ("llm_notebook.compare", "ComparisonGrid"),
+    "compare": ("llm_notebook.compare", "compare"),
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        module_name, attr = _LAZY[name]
+        return getattr(importlib.import_module(module_name), attr)
+    raise AttributeError(f"module 'llm_notebook' has no attribute {name!r}")
+
+
+def load_ipython_extension(ipython):
+    """`%load_ext llm_notebook`: register the magics (and the df.llm accessor via the hook)."""
+    from .magics import load_ipython_extension as _load
+
+    _load(ipython)
+
+
+def unload_ipython_extension(ipython):
+    from .magics import unload_ipython_extension as _unload
+
+    _unload(ipython)
+
+
+def _jupyter_labextension_paths():
+    return [{"src": "labextension", "dest": "llm-notebook"}]
+
+
+def _jupyter_server_extension_points():
+    return [{"module": "llm_notebook.server"}]

@@ -1,0 +1,96 @@
+"""Every setting of llm-notebook, as traits of one Configurable.
+
+Settable from `%config LLMNotebook.default_model = "..."`, from `jupyter_*_config.py`
+(`c.LLMNotebook.default_model = ...`) or in Python (`llm_notebook.session().config.timeout = 30`).
+"""
+
+from __future__ import annotations
+
+import os
+
+from traitlets import Bool, Dict, Float, Int, Unicode, default, validate, TraitError
+from traitlets.config import Configurable
+
+
+class LLMNotebook(Configurable):
+    default_model = Unicode(
+        "",
+        help="Model used when a call names none (a litellm id such as 'openai/gpt-4o-mini', an "
+        "alias, or 'local/smollm2'). Empty: the 'default' alias if set, else the embedded model "
+        "when no provider key is present.",
+    ).tag(config=True)
+
+    log_path = Unicode(
+        "",
+        help="Path of the SQLite log of every call. Empty: $LLM_NOTEBOOK_LOG if set, else "
+        "llm-notebook/log.db in the user data directory.",
+    ).tag(config=True)
+
+    cache = Bool(
+        False,
+        help="Whether single calls (ask, %%llm) use the response cache by default. Batch runs "
+        "always default to using it.",
+    ).tag(config=True)
+
+    timeout = Float(
+        60.0,
+        help="Seconds one attempt may take before it is abandoned (connect + whole response; "
+        "for streams, the gap between chunks).",
+    ).tag(config=True)
+
+    max_retries = Int(
+        3, help="Retries of a failed call whose error is retryable (429, 5xx, timeouts)."
+    ).tag(config=True)
+
+    deadline = Float(
+        180.0,
+        help="Seconds one call may take in all, retries and waits included. No attempt starts "
+        "after it, and a running attempt is cut at it.",
+    ).tag(config=True)
+
+    budget_session = Float(
+        0.0, help="USD this kernel may spend; 0 means no limit. Calls that would cross it are refused."
+    ).tag(config=True)
+
+    budget_day = Float(
+        0.0, help="USD all kernels sharing the log may spend per calendar day (UTC); 0 means no limit."
+    ).tag(config=True)
+
+    prices = Dict(
+        {},
+        help="Prices for models litellm does not know, in USD per million tokens: "
+        "{'myendpoint/model': {'input': 0.5, 'output': 1.5}}. A key ending in '/*' matches a "
+        "whole endpoint. The embedded model is always free.",
+    ).tag(config=True)
+
+    @default("log_path")
+    def _default_log_path(self):
+        return os.environ.get("LLM_NOTEBOOK_LOG", "")
+
+    @validate("timeout", "deadline")
+    def _positive(self, proposal):
+        if proposal["value"] <= 0:
+            raise TraitError(f"{proposal['trait'].name} must be a positive number of seconds")
+        return proposal["value"]
+
+    @validate("max_retries")
+    def _non_negative(self, proposal):
+        if proposal["value"] < 0:
+            raise TraitError("max_retries must be 0 or more")
+        return proposal["value"]
+
+    @validate("budget_session", "budget_day")
+    def _budget(self, proposal):
+        if proposal["value"] < 0:
+            raise TraitError(f"{proposal['trait'].name} must be 0 (no limit) or a positive USD amount")
+        return proposal["value"]
+
+    def resolved_log_path(self) -> str:
+        if self.log_path:
+            return os.path.expanduser(self.log_path)
+        env = os.environ.get("LLM_NOTEBOOK_LOG")
+        if env:
+            return os.path.expanduser(env)
+        from platformdirs import user_data_dir
+
+        return os.path.join(user_data_dir("llm-notebook", appauthor=False), "log.db")

@@ -1,0 +1,63 @@
+"""Errors users see. Every message is one line that says how to fix the problem, and is redacted."""
+
+from __future__ import annotations
+
+# Error kinds, as logged in calls.error_kind.
+AUTH = "auth"
+BAD_REQUEST = "bad_request"
+CONTEXT_WINDOW = "context_window"
+RATE_LIMIT = "rate_limit"
+SERVER = "server"
+TIMEOUT = "timeout"
+CONNECTION = "connection"
+INVALID_RESPONSE = "invalid_response"
+INCOMPLETE = "incomplete"
+INTERRUPTED = "interrupted"
+BUDGET = "budget"
+CONFIG = "config"
+UNKNOWN = "unknown"
+
+RETRYABLE = frozenset({RATE_LIMIT, SERVER, TIMEOUT, CONNECTION, INVALID_RESPONSE, INCOMPLETE})
+
+
+class LLMError(Exception):
+    """A call failed. `kind` is one of the kinds above; `status` the HTTP status if any."""
+
+    def __init__(self, message: str, *, kind: str = UNKNOWN, status: int | None = None,
+                 retry_after: float | None = None, partial: str = ""):
+        from .redact import redact
+
+        self.message = redact(str(message))
+        super().__init__(self.message)
+        self.kind = kind
+        self.status = status
+        self.retry_after = retry_after
+        self.partial = partial
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind in RETRYABLE
+
+
+class UnknownModelError(LLMError, ValueError):
+    def __init__(self, message: str):
+        super().__init__(message, kind=CONFIG)
+
+
+class MissingKeyError(LLMError):
+    def __init__(self, message: str):
+        super().__init__(message, kind=AUTH)
+
+
+class LocalModelUnavailable(LLMError):
+    def __init__(self, message: str):
+        super().__init__(message, kind=CONFIG)
+
+
+class BudgetExceeded(LLMError):
+    def __init__(self, message: str):
+        super().__init__(message, kind=BUDGET)
+
+
+class ResponseFormatError(ValueError):
+    """A response's text was not what the caller asked for (e.g. not JSON)."""

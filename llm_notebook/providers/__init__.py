@@ -1,0 +1,138 @@
+"""Where a model id leads: the embedded model, a lean OpenAI-compatible HTTP client, or litellm.
+
+`resolve()` turns a model id (after aliases) into a Route; `run()` performs one attempt of a
+call on a Route. Only `litellm_route.py` imports litellm, and only when a call needs it.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .. import keys, pricing
+from ..errors import MissingKeyError, UnknownModelError
+
+LOCAL_MODELS = {"smollm2"}
+# A sensible default model per provider, used when the user has a key but chose no model.
+PROVIDER_DEFAULTS = {
+    "openai": "openai/gpt-4o-mini",
+    "anthropic": "anthropic/claude-3-5-haiku-latest",
+    "gemini": "gemini/gemini-2.0-flash",
+    "mistral": "mistral/mistral-small-latest",
+    "groq": "groq/llama-3.1-8b-instant",
+}
+
+
+@dataclass
+class Endpoint:
+    """A named OpenAI-compatible endpoint: `name/<model>` is sent to `base_url`."""
+    name: str
+    base_url: str
+    api_key_env: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    via: str = "http"                  # "http" (lean client) or "litellm"
+
+    def key(self) -> str | None:
+        if self.api_key:
+            return self.api_key
+        if self.api_key_env:
+            import os
+
+            keys.load_dotenv_once()
+            return os.environ.get(self.api_key_env)
+        return None
+
+
+@dataclass
+class Route:
+    model: str                          # the resolved id, as logged
+    kind: str                           # "local" | "http" | "litellm"
+    provider: str
+    api_model: str                      # the name sent to the provider
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    endpoint: str | None = None         # endpoint name, for cache keys and logs
+
+
+@dataclass
+class Result:
+    """What one successful attempt produced."""
+    text: str = ""
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    finish_reason: str | None = None
+    ttft_ms: float | None = None
+
+
+def known_providers() -> set[str]:
+    found = {entry.get("litellm_provider") for entry in pricing.price_map().values()}
+    found.discard(None)
+    return found | set(keys.PROVIDER_ENV) | keys.KEYLESS
+
+
+def resolve(model: str, *, endpoints: dict[str, Endpoint], aliases: dict[str, str],
+            options: dict | None = None) -> Route:
+    seen = []
+    while model in aliases:
+        if model in seen:
+            raise UnknownModelError(f"alias loop: {' -> '.join(seen + [model])}; fix it with alias()")
+        seen.append(model)
+        model = aliases[model]
+    options = options or {}
+    prefix, _, rest = model.partition("/")
+    if prefix == "local":
+        if rest not in LOCAL_MODELS:
+            raise UnknownModelError(f"unknown embedded model {model!r}; the embedded model is 'local/smollm2'")
+        return Route(model=model, kind="local", provider="local", api_model=rest)
+    if rest and prefix in endpoints:
+        ep = endpoints[prefix]
+        return Route(model=model, kind=ep.via, provider="openai", api_model=rest,
+                     base_url=ep.base_url, api_key=ep.key(), endpoint=ep.name)
+    provider = prefix if rest else ((pricing.model_info(model) or {}).get("litellm_provider") or "")
+    if not provider or (rest and provider not in known_providers()):
+        raise UnknownModelError(_unknown_model_message(model, endpoints, aliases))
+    if not rest and not pricing.model_info(model):
+        raise UnknownModelError(_unknown_model_message(model, endpoints, aliases))
+    base_url = options.get("api_base") or options.get("base_url")
+    api_key = options.get("api_key")
+    if not base_url and not api_key and not keys.has_key(provider):
+        env = " or ".join(keys.env_vars_for(provider))
+        raise MissingKeyError(
+            f"no API key for {provider}: set {env} in the environment (or a .env file), or run "
+            f"llm_notebook.session().set_key({provider!r})")
+    return Route(model=model, kind="litellm", provider=provider, api_model=model,
+                 base_url=base_url, api_key=api_key or keys.get_key(provider))
+
+
+def _unknown_model_message(model: str, endpoints: dict, aliases: dict) -> str:
+    names = list(aliases) + [f"{e}/" for e in endpoints] + ["local/smollm2"]
+    names += list(pricing.price_map())
+    close = difflib.get_close_matches(model, names, n=3, cutoff=0.6)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return (f"unknown model {model!r}.{hint} Use a litellm id such as 'openai/gpt-4o-mini', "
+            f"'local/smollm2', an alias, or add an endpoint with add_endpoint().")
+
+
+async def run(route: Route, messages: list[dict], options: dict, *, stream: bool,
+              timeout: float, on_delta: Callable[[str], None] | None) -> Result:
+    """One attempt of a call. Raises LLMError (already classified and redacted)."""
+    if route.kind == "local":
+        from . import local
+
+        return await local.run(route, messages, options, stream=stream, timeout=timeout,
+                               on_delta=on_delta)
+    if route.kind == "http":
+        from . import http
+
+        return await http.run(route, messages, options, stream=stream, timeout=timeout,
+                              on_delta=on_delta)
+    from . import litellm_route
+
+    return await litellm_route.run(route, messages, options, stream=stream, timeout=timeout,
+                                   on_delta=on_delta)
+
+
+def estimate_tokens(text: str) -> int:
+    """A cheap token estimate (about 4 characters a token) for pacing and budgets."""
+    return max(1, len(text) // 4)

@@ -1,0 +1,171 @@
+"""Sanitized markdown → HTML on the Python side (``%%llm`` output, HTML reports).
+
+LLM text is hostile input: JupyterLab runs scripts and inline event handlers in *trusted*
+``text/html`` output, and a cell's own output is trusted. So there are two lines of defence:
+
+1. markdown-it-py (CommonMark + tables + strikethrough) with raw HTML **off**: ``<script>`` in
+   the source comes out as visible, escaped text. Links are kept only for http, https and mailto
+   (anything else stays plain text); images never load — ``![alt](url)`` becomes the text
+   ``[image: alt — url]``, since a remote image is a tracking beacon and ``data:`` URLs can
+   carry anything.
+2. nh3 (ammonia) on the result, with an allow-list of tags and attributes and a filter on every
+   attribute value, in case a markdown-it rule (or a future plugin) ever emits something we did
+   not intend.
+
+Nothing is imported from markdown-it or nh3 until first use: importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+__all__ = ["markdown_to_html", "escape_text_html", "footer_html", "ALLOWED_URL_SCHEMES"]
+
+ALLOWED_URL_SCHEMES = frozenset({"http", "https", "mailto"})
+
+_SAFE_HREF = re.compile(r"(?:https?|mailto):", re.IGNORECASE)
+_LANG = re.compile(r"[A-Za-z0-9_+#.-]{1,40}")
+_CODE_CLASS = re.compile(r"language-[A-Za-z0-9_+#.-]{1,40}")
+_ALIGN_STYLE = re.compile(r"\s*text-align\s*:\s*(?:left|right|center)\s*;?\s*", re.IGNORECASE)
+_IMAGE_CLASS = "llm-nb-image"
+
+_TAGS = {
+    "p", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "strong", "em", "s", "del", "code",
+    "pre", "blockquote", "ul", "ol", "li", "a", "table", "thead", "tbody", "tr", "th", "td",
+    "span",
+}  # fmt: skip
+_ATTRIBUTES = {
+    "a": {"href", "title"},
+    "ol": {"start"},
+    "th": {"style"},
+    "td": {"style"},
+    "code": {"class"},
+    "span": {"class"},
+}
+
+_LINK_REL = "noopener noreferrer"
+_LINK_EXTRAS = {("rel", _LINK_REL), ("target", "_blank")}
+
+_lock = threading.Lock()
+_markdown: Any = None  # the configured MarkdownIt instance, built on first use
+_clean: Any = None  # the configured nh3 clean function, built on first use
+
+
+def _safe_href(url: str) -> bool:
+    # markdown-it hands us the URL already entity-decoded and percent-encoded (so "java\tscript:"
+    # is "java%09script:"): a prefix check on the scheme is enough.
+    return bool(_SAFE_HREF.match(url.strip()))
+
+
+def _filter_attribute(tag: str, attribute: str, value: str) -> str | None:
+    if attribute == "href":
+        return value if _safe_href(value) else None
+    if attribute == "class":
+        if tag == "code" and _CODE_CLASS.fullmatch(value):
+            return value
+        if tag == "span" and value == _IMAGE_CLASS:
+            return value
+        return None
+    if attribute == "style":
+        return value if _ALIGN_STYLE.fullmatch(value) else None
+    if attribute == "start":
+        return value if value.isdigit() and len(value) <= 9 else None
+    if attribute == "title":
+        return value
+    # ammonia runs this filter on the rel/target it adds itself, too.
+    if tag == "a" and (attribute, value) in _LINK_EXTRAS:
+        return value
+    return None
+
+
+def _build_markdown():
+    from markdown_it import MarkdownIt
+    from markdown_it.common.utils import escapeHtml
+
+    md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+    md.enable(["table", "strikethrough"])
+    # Consulted for links, autolinks, reference definitions and images: a rejected URL leaves
+    # the markdown source as plain text.
+    md.validateLink = _safe_href
+
+    def image(self, tokens, idx, options, env):
+        token = tokens[idx]
+        alt = self.renderInlineAsText(token.children or [], options, env)
+        url = md.normalizeLinkText(token.attrGet("src") or "")
+        label = f"[image: {alt} — {url}]" if alt else f"[image: {url}]"
+        return f'<span class="{_IMAGE_CLASS}">{escapeHtml(label)}</span>'
+
+    def fence(self, tokens, idx, options, env):
+        token = tokens[idx]
+        words = token.info.split(None, 1) if token.info else []
+        lang = words[0] if words and _LANG.fullmatch(words[0]) else ""
+        attrs = f' class="language-{lang}"' if lang else ""
+        return f"<pre><code{attrs}>{escapeHtml(token.content)}</code></pre>\n"
+
+    md.add_render_rule("image", image)
+    md.add_render_rule("fence", fence)
+    return md
+
+
+def _build_clean():
+    import nh3
+
+    options = dict(
+        tags=_TAGS,
+        attributes=_ATTRIBUTES,
+        attribute_filter=_filter_attribute,
+        url_schemes=set(ALLOWED_URL_SCHEMES),
+        link_rel=_LINK_REL,
+        set_tag_attribute_values={"a": {"target": "_blank"}},
+        strip_comments=True,
+    )
+    cleaner_class = getattr(nh3, "Cleaner", None)  # nh3 ≥ 0.3: compile the options once
+    if cleaner_class is not None:
+        return cleaner_class(**options).clean
+    return lambda fragment: nh3.clean(fragment, **options)
+
+
+def _ensure_built():
+    global _markdown, _clean
+    if _markdown is None:
+        with _lock:
+            if _markdown is None:
+                _clean = _build_clean()
+                _markdown = _build_markdown()
+    return _markdown, _clean
+
+
+def markdown_to_html(text: str) -> str:
+    """Render untrusted markdown to an HTML fragment that is safe in trusted output."""
+    if not isinstance(text, str):
+        text = "" if text is None else str(text)
+    md, clean = _ensure_built()
+    return clean(md.render(text))
+
+
+def escape_text_html(text: str) -> str:
+    """Untrusted text shown verbatim (``-f text``): escaped inside a wrapping ``<pre>``."""
+    if not isinstance(text, str):
+        text = "" if text is None else str(text)
+    return (
+        '<pre class="llm-nb-text" style="white-space: pre-wrap; overflow-wrap: anywhere;">'
+        f"{html.escape(text)}</pre>"
+    )
+
+
+def footer_html(parts: Iterable[Any]) -> str:
+    """A muted one-line footer, e.g. ``model · 12+30 tokens · $0.0001 · 1.2 s``.
+
+    Empty parts are skipped; every part is escaped. Returns ``""`` when nothing is left.
+    """
+    shown = [html.escape(str(part)) for part in parts if part is not None and str(part) != ""]
+    if not shown:
+        return ""
+    return (
+        '<div class="llm-nb-footer" style="color: var(--jp-ui-font-color2, #888); '
+        'font-size: 0.85em; margin-top: 0.4em;">' + " · ".join(shown) + "</div>"
+    )

@@ -1,0 +1,73 @@
+"""The result of one call."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field, asdict
+
+from .errors import ResponseFormatError
+
+_FENCE = re.compile(r"^\s*```[\w+-]*\s*\n(.*?)\n?```\s*$", re.S)
+
+
+@dataclass
+class Response:
+    text: str
+    model: str
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost: float | None = None            # USD; None when the price is unknown (see `unpriced`)
+    unpriced: bool = False
+    duration_ms: float | None = None
+    ttft_ms: float | None = None         # only for streamed calls
+    cached: bool = False
+    id: int | None = None                # the call's row in the log
+    status: str = "ok"                   # ok | interrupted | incomplete
+    conversation_id: str | None = None
+    error: str | None = None
+    extra: dict = field(default_factory=dict, repr=False)
+
+    def __str__(self) -> str:
+        return self.text
+
+    def json(self):
+        """Parse the text as JSON (a fenced ```json block is unwrapped first)."""
+        text = self.text.strip()
+        match = _FENCE.match(text)
+        if match:
+            text = match.group(1)
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            preview = self.text[:80].replace("\n", " ")
+            raise ResponseFormatError(
+                f"the response is not valid JSON ({exc.msg} at line {exc.lineno}, column "
+                f"{exc.colno}): {preview!r}... Ask for JSON with response_format="
+                f"{{'type': 'json_object'}} or a schema") from None
+
+    def footer(self) -> str:
+        """One line: model · tokens · cost · time."""
+        parts = [self.model]
+        if self.input_tokens is not None or self.output_tokens is not None:
+            parts.append(f"{self.input_tokens or 0}+{self.output_tokens or 0} tokens")
+        if self.cached:
+            parts.append("cached")
+        if self.cost is not None:
+            parts.append(f"${self.cost:.4f}" if self.cost >= 0.0001 or self.cost == 0 else f"${self.cost:.2e}")
+        elif self.unpriced:
+            parts.append("price unknown")
+        if self.duration_ms is not None:
+            parts.append(f"{self.duration_ms / 1000:.1f} s")
+        if self.status != "ok":
+            parts.append(self.status)
+        return " · ".join(parts)
+
+    def _repr_markdown_(self) -> str:
+        # LLM text is hostile: escape HTML and neutralise images so nothing runs or loads.
+        safe = (self.text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+                .replace("![", "!\\["))
+        return f"{safe}\n\n<sub>{self.footer()}</sub>".replace("<sub>", "*").replace("</sub>", "*")
+
+    def to_dict(self) -> dict:
+        return asdict(self)

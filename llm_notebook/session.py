@@ -1,0 +1,468 @@
+"""The Session: one per kernel, shared by the magics, widgets, batch runs and the sidebar."""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+import uuid
+from typing import Any, AsyncIterator, Iterator
+
+from . import keys, pricing, providers, runner
+from .cache import cache_key
+from .config import LLMNotebook
+from .errors import INTERRUPTED, LLMError, UnknownModelError
+from .providers import Endpoint
+from .response import Response
+from .retry import RetryPolicy
+
+_SESSION: "Session | None" = None
+_SESSION_LOCK = threading.Lock()
+
+
+def session() -> "Session":
+    """The kernel's one Session (created on first use)."""
+    global _SESSION
+    with _SESSION_LOCK:
+        if _SESSION is None:
+            _SESSION = Session(config=_config_from_ipython())
+        return _SESSION
+
+
+def _config_from_ipython() -> LLMNotebook:
+    """Inside IPython, hang the config off the shell so `%config` and config files reach it."""
+    try:
+        from IPython import get_ipython
+        shell = get_ipython()
+    except ImportError:
+        shell = None
+    if shell is None:
+        return LLMNotebook()
+    for existing in shell.configurables:
+        if isinstance(existing, LLMNotebook):
+            return existing
+    config = LLMNotebook(parent=shell)
+    shell.configurables.append(config)
+    return config
+
+
+class CallState:
+    """Filled in by a call as it runs, so a caller that was interrupted can still see the result."""
+
+    def __init__(self):
+        self.partial: list[str] = []
+        self.response: Response | None = None
+
+
+class Session:
+    def __init__(self, *, config: LLMNotebook | None = None, log_path: str | None = None):
+        self.config = config or LLMNotebook()
+        if log_path:
+            self.config.log_path = log_path
+        self.aliases: dict[str, str] = {}
+        self.endpoints: dict[str, Endpoint] = {}
+        self.kernel_session = uuid.uuid4().hex
+        self.spent = 0.0                      # USD spent by this Session (for the session budget)
+        self._log = None
+        self._log_lock = threading.Lock()
+        self._current: "Conversation | None" = None
+        self._listeners: list = []
+
+    # -- the log ----------------------------------------------------------------------------------
+
+    @property
+    def log(self):
+        from .log import Log
+
+        path = self.config.resolved_log_path()
+        with self._log_lock:
+            if self._log is None or self._log.path != path:
+                self._log = Log(path)
+            return self._log
+
+    def on_call(self, listener) -> None:
+        """Call `listener(row_dict)` after each call is logged (widgets refresh on it)."""
+        self._listeners.append(listener)
+
+    def _notify(self, row: dict) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(row)
+            except Exception:
+                pass
+
+    # -- models ---------------------------------------------------------------------------------
+
+    def alias(self, name: str, model: str) -> None:
+        """Make `name` stand for `model` (e.g. alias("fast", "openai/gpt-4o-mini"))."""
+        if not name or "/" in name:
+            raise ValueError("an alias is a plain name without '/', e.g. alias('fast', 'openai/gpt-4o-mini')")
+        self.aliases[name] = model
+
+    def add_endpoint(self, name: str, base_url: str, api_key_env: str | None = None, *,
+                     api_key: str | None = None, via: str = "http") -> Endpoint:
+        """Make `name/<model>` call the OpenAI-compatible server at `base_url`."""
+        if not name or "/" in name:
+            raise ValueError("an endpoint name is a plain word, e.g. add_endpoint('lab', 'http://localhost:8000/v1')")
+        if not base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must start with http:// or https://, got {base_url!r}")
+        if via not in ("http", "litellm"):
+            raise ValueError("via must be 'http' (lean client) or 'litellm'")
+        from . import redact
+
+        redact.register(api_key)
+        endpoint = Endpoint(name=name, base_url=base_url, api_key_env=api_key_env,
+                            api_key=api_key, via=via)
+        self.endpoints[name] = endpoint
+        return endpoint
+
+    def default_model(self) -> str:
+        if self.config.default_model:
+            return self.config.default_model
+        if "default" in self.aliases:
+            return "default"
+        for provider, model in providers.PROVIDER_DEFAULTS.items():
+            if keys.has_key(provider) and provider not in keys.KEYLESS:
+                return model
+        return "local/smollm2"
+
+    def use(self, model: str) -> None:
+        """Set the session's default model (checked now, so a typo fails here)."""
+        self.resolve(model)
+        self.config.default_model = model
+
+    def resolve(self, model: str | None = None, options: dict | None = None) -> providers.Route:
+        return providers.resolve(model or self.default_model(), endpoints=self.endpoints,
+                                 aliases=self.aliases, options=options)
+
+    def models(self):
+        """A DataFrame of known models: id, provider, key present, context window, prices."""
+        import pandas as pd
+
+        from .providers import local
+
+        rows = [{"model": "local/smollm2", "provider": "local", "group": "embedded",
+                 "key_present": True, "available": local.available(), "context_window": 2048,
+                 "input_per_1m": 0.0, "output_per_1m": 0.0}]
+        for ep in self.endpoints.values():
+            rows.append({"model": f"{ep.name}/*", "provider": ep.name, "group": "endpoint",
+                         "key_present": ep.key() is not None or ep.api_key_env is None,
+                         "available": True, "context_window": None,
+                         "input_per_1m": None, "output_per_1m": None})
+        for name, target in self.aliases.items():
+            rows.append({"model": name, "provider": f"alias of {target}", "group": "alias",
+                         "key_present": None, "available": True, "context_window": None,
+                         "input_per_1m": None, "output_per_1m": None})
+        with_keys = set(keys.providers_with_keys())
+        for model_id, info in pricing.price_map().items():
+            if info.get("mode") not in ("chat", None):
+                continue
+            provider = info.get("litellm_provider") or ""
+            if "/" not in model_id and provider:
+                model_id = f"{provider}/{model_id}"
+            cin, cout = info.get("input_cost_per_token"), info.get("output_cost_per_token")
+            rows.append({"model": model_id, "provider": provider,
+                         "group": "provider (key present)" if provider in with_keys else "provider",
+                         "key_present": provider in with_keys, "available": True,
+                         "context_window": info.get("max_input_tokens") or info.get("max_tokens"),
+                         "input_per_1m": None if cin is None else cin * 1e6,
+                         "output_per_1m": None if cout is None else cout * 1e6})
+        frame = pd.DataFrame(rows).drop_duplicates("model")
+        order = {"embedded": 0, "endpoint": 1, "alias": 2, "provider (key present)": 3, "provider": 4}
+        frame["_order"] = frame["group"].map(order)
+        return frame.sort_values(["_order", "model"]).drop(columns="_order").reset_index(drop=True)
+
+    def check(self, model: str | None = None) -> dict:
+        """Make a tiny real call; report latency or a clear error (never raises for call errors)."""
+        model = model or self.default_model()
+        started = time.perf_counter()
+        try:
+            resp = self.ask("Reply with the word OK.", model=model, max_tokens=5, cache=False)
+        except LLMError as exc:
+            return {"model": model, "ok": False, "error": str(exc), "kind": exc.kind,
+                    "latency_ms": round((time.perf_counter() - started) * 1000, 1)}
+        return {"model": resp.model, "ok": True, "error": None, "kind": None,
+                "latency_ms": round(resp.duration_ms or 0, 1), "reply": resp.text[:80]}
+
+    # -- keys -----------------------------------------------------------------------------------
+
+    def set_key(self, provider: str, value: str | None = None, *, keyring: bool = False) -> None:
+        """Ask for a provider's key (getpass) and keep it in memory, or in the OS keyring."""
+        if value is None:
+            import getpass
+
+            value = getpass.getpass(f"API key for {provider}: ")
+        value = (value or "").strip()
+        if not value:
+            raise ValueError("no key entered; nothing was changed")
+        keys.set_key(provider, value, keyring_store=keyring)
+
+    def keys(self) -> dict[str, bool]:
+        """Which providers have a key (True/False); never the keys themselves."""
+        return {p: keys.has_key(p) for p in keys.PROVIDER_ENV}
+
+    # -- calls ----------------------------------------------------------------------------------
+
+    def _messages(self, prompt: str, system: str | None, history: list[dict] | None = None) -> list[dict]:
+        messages = []
+        if system:
+            messages.append({"role": "system", "content": system})
+        messages.extend(history or [])
+        messages.append({"role": "user", "content": prompt})
+        return messages
+
+    def policy(self) -> RetryPolicy:
+        return RetryPolicy(max_retries=self.config.max_retries, deadline=self.config.deadline,
+                           timeout=self.config.timeout)
+
+    async def _acall(self, messages: list[dict], *, model: str | None, options: dict,
+                     cache: bool | None, stream: bool, on_delta=None,
+                     conversation_id: str | None = None, parent_id: int | None = None,
+                     job_id: str | None = None, row_key: str | None = None,
+                     state: CallState | None = None, context: dict | None = None) -> Response:
+        """One call with our retry policy, logged whatever happens. The heart of every API."""
+        from . import budget, context as ctx
+
+        state = state or CallState()
+        route = self.resolve(model, options)
+        use_cache = self.config.cache if cache is None else cache
+        key = cache_key(route.model, messages, options, route.base_url or route.endpoint) if use_cache else None
+        context = context if context is not None else {"notebook": ctx.notebook_path(), "cell_id": ctx.cell_id()}
+        system = next((m["content"] for m in messages if m.get("role") == "system"), None)
+        prompt = messages[-1].get("content") if messages else ""
+        row = {"ts": time.time(), "model": route.model, "provider": route.provider,
+               "endpoint": route.endpoint or route.base_url, "system": system,
+               "prompt": prompt if isinstance(prompt, str) else str(prompt),
+               "messages": messages, "options": options, "cache_key": key,
+               "conversation_id": conversation_id, "parent_id": parent_id, "job_id": job_id,
+               "row_key": row_key, "kernel_session": self.kernel_session, **context}
+        started = time.perf_counter()
+
+        if key is not None:
+            hit = self.log.cache_get(key)
+            if hit is not None:
+                if on_delta is not None:
+                    on_delta(hit["response"])
+                row.update(response=hit["response"], input_tokens=hit["input_tokens"],
+                           output_tokens=hit["output_tokens"], cost=0.0, status="ok", cached=True,
+                           duration_ms=(time.perf_counter() - started) * 1000)
+                return self._finish(row, state)
+
+        budget.check(self, route, messages, options)
+        retry = self.policy().start()
+        attempts = 0
+        try:
+            while True:
+                attempts += 1
+                retry.attempts = attempts
+                try:
+                    def delta(text: str) -> None:
+                        state.partial.append(text)
+                        if on_delta is not None:
+                            on_delta(text)
+                    result = await providers.run(route, messages, options, stream=stream,
+                                                 timeout=retry.attempt_timeout(), on_delta=delta)
+                    break
+                except LLMError as exc:
+                    # Never retry once text has reached the user: a retry would repeat it.
+                    wait = None if state.partial else retry.next_delay(exc)
+                    if wait is None:
+                        partial = "".join(state.partial) or exc.partial
+                        row.update(status="incomplete" if partial else "error", error_kind=exc.kind,
+                                   error=exc.message, response=partial or None, attempts=attempts,
+                                   duration_ms=(time.perf_counter() - started) * 1000)
+                        self._finish(row, state, cache_it=False)
+                        exc.call_id = row.get("id")
+                        raise
+                    await asyncio.sleep(wait)
+        except asyncio.CancelledError:
+            row.update(status="interrupted", error_kind=INTERRUPTED, error="interrupted by the user",
+                       response="".join(state.partial) or None, attempts=attempts,
+                       duration_ms=(time.perf_counter() - started) * 1000)
+            self._finish(row, state, cache_it=False)
+            raise
+
+        cost = pricing.cost_of(route.model, result.input_tokens, result.output_tokens,
+                               self.config.prices)
+        row.update(response=result.text, input_tokens=result.input_tokens,
+                   output_tokens=result.output_tokens, cost=cost, unpriced=cost is None,
+                   ttft_ms=result.ttft_ms if stream else None, status="ok", attempts=attempts,
+                   duration_ms=(time.perf_counter() - started) * 1000)
+        return self._finish(row, state, cache_it=key is not None)
+
+    def _finish(self, row: dict, state: CallState, cache_it: bool = False) -> Response:
+        row["id"] = self.log.insert_call(row, cache_key=row["cache_key"] if cache_it else None)
+        if row.get("cost") and not row.get("cached"):
+            self.spent += row["cost"]
+        response = Response(
+            text=row.get("response") or "", model=row["model"], input_tokens=row.get("input_tokens"),
+            output_tokens=row.get("output_tokens"), cost=row.get("cost"),
+            unpriced=bool(row.get("unpriced")), duration_ms=row.get("duration_ms"),
+            ttft_ms=row.get("ttft_ms"), cached=bool(row.get("cached")), id=row["id"],
+            status=row["status"], conversation_id=row.get("conversation_id"), error=row.get("error"))
+        state.response = response
+        self._notify(row)
+        return response
+
+    def _options(self, options: dict) -> dict:
+        return {k: v for k, v in options.items() if v is not None}
+
+    async def aask(self, prompt: str, *, model: str | None = None, system: str | None = None,
+                   cache: bool | None = None, **options) -> Response:
+        return await self._acall(self._messages(prompt, system), model=model,
+                                 options=self._options(options), cache=cache, stream=False)
+
+    def ask(self, prompt: str, *, model: str | None = None, system: str | None = None,
+            cache: bool | None = None, **options) -> Response:
+        """Send one prompt; returns a Response (its row is in the log)."""
+        _check_prompt(prompt)
+        self.resolve(model, options)  # fail fast on a bad model before touching the loop
+        return runner.run(self.aask(prompt, model=model, system=system, cache=cache, **options))
+
+    async def astream(self, prompt: str, *, model: str | None = None, system: str | None = None,
+                      cache: bool | None = None, **options) -> AsyncIterator[str]:
+        _check_prompt(prompt)
+        async for chunk in _astream(self, self._messages(prompt, system), model=model,
+                                    options=self._options(options), cache=cache):
+            yield chunk
+
+    def stream(self, prompt: str, *, model: str | None = None, system: str | None = None,
+               cache: bool | None = None, **options) -> "Stream":
+        """Iterate text chunks as they arrive; `.response` holds the Response afterwards."""
+        _check_prompt(prompt)
+        self.resolve(model, options)
+        return Stream(self, self._messages(prompt, system), model=model,
+                      options=self._options(options), cache=cache)
+
+    # -- conversations --------------------------------------------------------------------------
+
+    def chat(self, name: str | None = None, *, model: str | None = None,
+             system: str | None = None) -> "Conversation":
+        """A conversation whose asks send the prior turns. A named one survives kernel restarts."""
+        from .conversation import Conversation
+
+        return Conversation.open(self, name=name, model=model, system=system)
+
+    def current(self) -> "Conversation":
+        """The conversation that consecutive `%%llm` cells continue."""
+        if self._current is None:
+            self._current = self.chat()
+        return self._current
+
+    def new_conversation(self, **kw) -> "Conversation":
+        self._current = self.chat(**kw)
+        return self._current
+
+    # -- reading the log ------------------------------------------------------------------------
+
+    def history(self, search: str | None = None, model: str | None = None, limit: int = 100,
+                notebook: str | None = None):
+        import pandas as pd
+
+        rows = self.log.history_rows(search=search, model=model, notebook=notebook, limit=limit)
+        frame = pd.DataFrame(rows)
+        if not frame.empty:
+            frame["ts"] = pd.to_datetime(frame["ts"], unit="s", utc=True)
+        return frame
+
+    def usage(self, by: str = "model", *, since=None, until=None, model: str | None = None,
+              notebook: str | None = None):
+        from .usage import usage_frame
+
+        return usage_frame(self.log, by=by, since=since, until=until, model=model, notebook=notebook)
+
+
+def _check_prompt(prompt) -> None:
+    if not isinstance(prompt, str):
+        raise TypeError(f"prompt must be a string, got {type(prompt).__name__}")
+    if not prompt.strip():
+        raise ValueError("the prompt is empty; write something to send")
+
+
+async def _astream(session: Session, messages: list[dict], **kw) -> AsyncIterator[str]:
+    """Run a streamed call as a task and yield its deltas as they arrive."""
+    q: asyncio.Queue = asyncio.Queue()
+    done = object()
+    task = asyncio.ensure_future(session._acall(messages, stream=True, on_delta=q.put_nowait, **kw))
+    task.add_done_callback(lambda _t: q.put_nowait(done))
+    try:
+        while True:
+            item = await q.get()
+            if item is done:
+                break
+            yield item
+        task.result()
+    finally:
+        if not task.done():
+            task.cancel()
+            try:
+                await task
+            except BaseException:
+                pass
+
+
+class Stream:
+    """A sync iterator over a streamed call running on the background loop."""
+
+    def __init__(self, session: Session, messages: list[dict], **kw):
+        self._session = session
+        self._messages = messages
+        self._kw = kw
+        self.state = CallState()
+        self.response: Response | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        q: "queue.Queue[tuple[str, Any]]" = queue.Queue()
+        holder: dict = {}
+
+        async def call():
+            holder["task"] = asyncio.current_task()
+            try:
+                resp = await self._session._acall(self._messages, stream=True,
+                                                  on_delta=lambda d: q.put(("delta", d)),
+                                                  state=self.state, **self._kw)
+                q.put(("end", resp))
+            except BaseException as exc:
+                q.put(("error", exc))
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+
+        loop = runner.loop()
+        runner.submit(call())
+        finished = False
+        try:
+            while True:
+                try:
+                    kind, value = q.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                if kind == "delta":
+                    yield value
+                elif kind == "end":
+                    self.response = value
+                    finished = True
+                    return
+                else:
+                    finished = True
+                    self.response = self.state.response
+                    raise value
+        finally:
+            if not finished:
+                # Interrupted (Ctrl-C) or abandoned: cancel the call and wait for its log row.
+                task = holder.get("task")
+                if task is not None:
+                    loop.call_soon_threadsafe(task.cancel)
+                deadline = time.monotonic() + 2.0
+                while time.monotonic() < deadline:
+                    try:
+                        kind, value = q.get(timeout=0.05)
+                    except queue.Empty:
+                        continue
+                    if kind != "delta":
+                        break
+                self.response = self.state.response
+
+    @property
+    def text(self) -> str:
+        return self.response.text if self.response else "".join(self.state.partial)

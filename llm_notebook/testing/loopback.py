@@ -1,0 +1,754 @@
+"""A loopback OpenAI-compatible server for tests, benchmarks and example notebooks.
+
+Real HTTP and real SSE on 127.0.0.1, deterministic replies, configurable latency and rate
+limits, and scripted faults (429 with Retry-After, 500, stalls, dropped streams, malformed JSON,
+401 bodies that echo the key) so every client path can be exercised without the internet.
+
+Start it as a subprocess, so its event loop never competes with the code under test:
+
+    python -m llm_notebook.testing.loopback --port 0 [--latency 0.1] [--host 127.0.0.1]
+
+prints ``LOOPBACK_URL=http://127.0.0.1:PORT`` once it listens and serves until SIGTERM/SIGINT
+or, when stdin is a pipe, until stdin closes (so it dies with the process that started it).
+From Python, ``LoopbackServer`` does that and wraps the control endpoints.
+
+Replies:
+- A *token* is a whitespace-separated word. ``prompt_tokens`` is the number of words across all
+  message contents (at least 1); ``completion_tokens`` the number of words in the reply.
+- The reply is, by priority: the text of a ``[[reply:TEXT]]`` marker in a message (the latest
+  message that has one); the configured ``reply`` / cycling ``replies``; for JSON mode
+  (``response_format`` json_object/json_schema, or model ``loopback-json``) the string
+  ``{"echo": "<last user message>"}``; otherwise ``"Echo: " + <last user message>``. Echoes are
+  cut to ``ECHO_MAX_TOKENS`` words so huge prompts don't make huge replies.
+- ``max_tokens`` (or ``max_completion_tokens``) cuts the reply to that many tokens and sets
+  finish_reason "length". Streaming sends one chunk per token (the word plus the whitespace
+  after it), after a first chunk carrying the role.
+
+Order of checks for a chat request: scripted fault, then ``require_key``, then
+``context_window``, then the rpm/tpm limits, then the reply. Error faults answer at once; the
+reply (and the stall, drop and malformed faults) waits ``latency`` first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import itertools
+import json
+import math
+import os
+import queue
+import re
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+from aiohttp import web
+
+__all__ = ["LoopbackServer", "LoopbackError", "MODELS", "DEFAULT_SETTINGS", "ECHO_MAX_TOKENS"]
+
+MODELS = ["loopback-model", "loopback-json", "loopback-small"]
+ECHO_MAX_TOKENS = 256
+# Bounded so a long-running notebook or benchmark server can't grow without limit.
+MAX_RECORDED = 10_000
+
+DEFAULT_SETTINGS: dict = {
+    "latency": 0.0,            # seconds before the first byte of a reply
+    "tokens_per_second": 0.0,  # 0 = no delay between streamed tokens
+    "reply": None,             # fixed reply text
+    "replies": None,           # list of replies used in turn
+    "rpm": None,               # requests per sliding 60 s window
+    "tpm": None,               # prompt + completion tokens per sliding 60 s window
+    "require_key": None,       # if set, other Bearer keys get a 401 echoing them
+    "context_window": None,    # if set, longer prompts get context_length_exceeded
+}
+
+FAULT_KINDS = {"429", "500", "400", "401", "403", "context_window", "stall",
+               "drop_mid_stream", "malformed_json"}
+
+_TOKEN_RE = re.compile(r"\s*\S+\s*")
+_MARKER_RE = re.compile(r"\[\[reply:(.*?)\]\]", re.DOTALL)
+_COMPACT = (",", ":")
+_SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+_DONE = b"data: [DONE]\n\n"
+
+
+class LoopbackError(RuntimeError):
+    """The loopback server refused a control request or could not start."""
+
+
+# ---------------------------------------------------------------- pure helpers
+
+def split_tokens(text: str) -> list[str]:
+    """Tokens of `text`: each word with the whitespace after it (leading space kept on the first)."""
+    return _TOKEN_RE.findall(text)
+
+
+def _text_of(content) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # OpenAI content parts; only text parts count
+        return "\n".join(p.get("text", "") for p in content
+                         if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return ""
+
+
+def _last_user_text(messages: list) -> str:
+    for m in reversed(messages):
+        if isinstance(m, dict) and m.get("role") == "user":
+            return _text_of(m.get("content"))
+    return _text_of(messages[-1].get("content")) if messages and isinstance(messages[-1], dict) else ""
+
+
+def _bearer(authorization: str | None) -> str:
+    if not authorization:
+        return ""
+    scheme, _, key = authorization.partition(" ")
+    return key.strip() if scheme.lower() == "bearer" else authorization.strip()
+
+
+def validate_settings(updates: dict) -> dict:
+    """Checked copy of `updates`; raises ValueError naming the bad setting and what it accepts."""
+    unknown = sorted(set(updates) - set(DEFAULT_SETTINGS))
+    if unknown:
+        raise ValueError(f"unknown setting(s) {unknown}; known: {sorted(DEFAULT_SETTINGS)}")
+    out = {}
+    for key, value in updates.items():
+        if value is None:
+            out[key] = DEFAULT_SETTINGS[key]  # null means "back to the default"
+        elif key in ("latency", "tokens_per_second"):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"{key} must be a number >= 0, got {value!r}")
+            out[key] = float(value)
+        elif key in ("rpm", "tpm", "context_window"):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{key} must be an integer >= 1 or null, got {value!r}")
+            out[key] = value
+        elif key in ("reply", "require_key"):
+            if not isinstance(value, str):
+                raise ValueError(f"{key} must be a string or null, got {value!r}")
+            out[key] = value
+        elif key == "replies":
+            if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+                raise ValueError(f"replies must be a non-empty list of strings, got {value!r}")
+            out[key] = list(value)
+    return out
+
+
+def validate_fault(fault) -> dict:
+    if not isinstance(fault, dict) or str(fault.get("kind")) not in FAULT_KINDS:
+        raise ValueError(f"a fault needs a 'kind' among {sorted(FAULT_KINDS)}, got {fault!r}")
+    fault = dict(fault, kind=str(fault["kind"]))
+    times = fault.get("times", 1)
+    if isinstance(times, bool) or not isinstance(times, int) or times < 1:
+        raise ValueError(f"fault 'times' must be an integer >= 1, got {times!r}")
+    if "match" in fault and not isinstance(fault["match"], str):
+        raise ValueError(f"fault 'match' must be a string, got {fault['match']!r}")
+    fault["times"] = times
+    return fault
+
+
+class _Reply:
+    __slots__ = ("tokens", "finish_reason", "prompt_tokens")
+
+    def __init__(self, tokens: list[str], finish_reason: str, prompt_tokens: int):
+        self.tokens = tokens
+        self.finish_reason = finish_reason
+        self.prompt_tokens = prompt_tokens
+
+    @property
+    def usage(self) -> dict:
+        n = len(self.tokens)
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": n,
+                "total_tokens": self.prompt_tokens + n}
+
+
+# ---------------------------------------------------------------- the server
+
+class _Loopback:
+    """State and handlers of one server process (single event loop: no locks needed)."""
+
+    def __init__(self, settings: dict):
+        self.startup_settings = dict(DEFAULT_SETTINGS, **settings)
+        self.in_flight = 0
+        self.reset()
+
+    def reset(self) -> None:
+        self.settings = dict(self.startup_settings)
+        self.faults: list[dict] = []
+        self.reply_cycle = itertools.count()
+        self.window: collections.deque = collections.deque()   # (time, tokens) admitted
+        self.window_tokens = 0
+        self.recorded: collections.deque = collections.deque(maxlen=MAX_RECORDED)
+        self.ids = itertools.count(1)
+        # In-flight requests survive a reset; the high-water mark starts again from them.
+        self.stats = {
+            "requests": 0, "by_status": {}, "by_model": {}, "request_times": [],
+            "in_flight": self.in_flight, "max_in_flight": self.in_flight,
+            "rate_limited": [], "dropped": 0, "models_requests": 0,
+        }
+
+    # -- bookkeeping
+
+    def _status(self, status: int) -> None:
+        by = self.stats["by_status"]
+        by[status] = by.get(status, 0) + 1
+
+    def _record(self, request: web.Request, body, authorization: str | None) -> None:
+        now = time.time()
+        stats = self.stats
+        stats["requests"] += 1
+        stats["request_times"].append(now)
+        model = body.get("model") if isinstance(body, dict) else None
+        stats["by_model"][model] = stats["by_model"].get(model, 0) + 1
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "authorization"}
+        self.recorded.append({"time": now, "path": request.path, "body": body, "headers": headers,
+                              "authorization": authorization,
+                              "auth_present": authorization is not None})
+
+    def _take_fault(self, last_user: str) -> dict | None:
+        for i, fault in enumerate(self.faults):
+            if "match" in fault and fault["match"] not in last_user:
+                continue
+            fault["times"] -= 1
+            if fault["times"] <= 0:
+                del self.faults[i]
+            return fault
+        return None
+
+    # -- error replies, shaped like OpenAI's
+
+    def _error(self, status: int, message: str, type_: str, code=None, param=None,
+               headers=None) -> web.Response:
+        self._status(status)
+        body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
+        return web.Response(text=json.dumps(body), status=status, headers=headers,
+                            content_type="application/json")
+
+    def _rate_limited(self, retry_after: float | None, message: str, type_: str) -> web.Response:
+        headers = None
+        if retry_after is not None:
+            # Retry-After must be whole seconds; retry-after-ms (read by the OpenAI SDK and
+            # litellm) keeps sub-second scripted waits usable in fast tests.
+            headers = {"Retry-After": str(math.ceil(retry_after)),
+                       "retry-after-ms": str(int(retry_after * 1000))}
+        self.stats["rate_limited"].append({"time": time.time(), "retry_after": retry_after})
+        return self._error(429, message, type_, code="rate_limit_exceeded", headers=headers)
+
+    def _bad_key(self, authorization: str | None) -> web.Response:
+        key = _bearer(authorization)
+        if not key:
+            message = ("You didn't provide an API key. You need to provide your API key in an "
+                       "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).")
+        else:
+            # Echoing the key is deliberate: some providers do, and clients must redact it.
+            message = (f"Incorrect API key provided: {key}. You can find your API key at "
+                       "https://platform.openai.com/account/api-keys.")
+        return self._error(401, message, "invalid_request_error", code="invalid_api_key")
+
+    def _context_exceeded(self, limit: int, prompt_tokens: int) -> web.Response:
+        return self._error(
+            400, f"This model's maximum context length is {limit} tokens. However, your messages "
+                 f"resulted in {prompt_tokens} tokens. Please reduce the length of the messages.",
+            "invalid_request_error", code="context_length_exceeded", param="messages")
+
+    def _fault_error(self, fault: dict, authorization: str | None, prompt_tokens: int):
+        kind = fault["kind"]
+        if kind == "429":
+            retry_after = fault.get("retry_after", 1)
+            return self._rate_limited(retry_after, fault.get(
+                "message", "Rate limit reached (scripted by the loopback server)."), "requests")
+        if kind == "500":
+            return self._error(500, fault.get("message", "The server had an error while "
+                               "processing your request. Sorry about that!"), "server_error")
+        if kind == "400":
+            return self._error(400, fault.get("message", "Invalid request (scripted)."),
+                               "invalid_request_error", code=fault.get("code"))
+        if kind == "401":
+            return self._bad_key(authorization)
+        if kind == "403":
+            return self._error(403, fault.get("message", "You are not allowed to use this model."),
+                               "permission_error", code="permission_denied")
+        if kind == "context_window":
+            return self._context_exceeded(fault.get("limit", 8192),
+                                          max(prompt_tokens, fault.get("limit", 8192) + 1))
+        return None  # stall, drop_mid_stream, malformed_json happen while replying
+
+    # -- rate limits over a sliding 60 s window
+
+    def _admit(self, tokens: int) -> web.Response | None:
+        now = time.time()
+        window, cutoff = self.window, now - 60.0
+        while window and window[0][0] <= cutoff:
+            self.window_tokens -= window.popleft()[1]
+        rpm, tpm = self.settings["rpm"], self.settings["tpm"]
+        if rpm and len(window) >= rpm:
+            # The request becomes possible when enough of the oldest ones leave the window.
+            wait = window[len(window) - rpm][0] + 60.0 - now
+            return self._rate_limited(max(1, math.ceil(wait)), (
+                f"Rate limit reached for requests per min (RPM): Limit {rpm}, Used {len(window)}, "
+                f"Requested 1. Please try again in {max(1, math.ceil(wait))}s."), "requests")
+        if tpm and self.window_tokens + tokens > tpm:
+            wait, freed = 60.0, 0
+            if tokens <= tpm:
+                for t, n in window:
+                    freed += n
+                    if self.window_tokens - freed + tokens <= tpm:
+                        wait = t + 60.0 - now
+                        break
+            return self._rate_limited(max(1, math.ceil(wait)), (
+                f"Rate limit reached for tokens per min (TPM): Limit {tpm}, Used "
+                f"{self.window_tokens}, Requested {tokens}. Please try again in "
+                f"{max(1, math.ceil(wait))}s."), "tokens")
+        if rpm or tpm:
+            window.append((now, tokens))
+            self.window_tokens += tokens
+        return None
+
+    # -- composing the reply
+
+    def _compose(self, body: dict, messages: list, last_user: str, prompt_tokens: int) -> _Reply:
+        fixed = None
+        for m in reversed(messages):
+            match = _MARKER_RE.search(_text_of(m.get("content")) if isinstance(m, dict) else "")
+            if match:
+                fixed = match.group(1)
+                break
+        if fixed is None:
+            if self.settings["reply"] is not None:
+                fixed = self.settings["reply"]
+            elif self.settings["replies"]:
+                replies = self.settings["replies"]
+                fixed = replies[next(self.reply_cycle) % len(replies)]
+        if fixed is not None:
+            tokens = split_tokens(fixed)
+        else:
+            echoed = "".join(split_tokens(last_user)[:ECHO_MAX_TOKENS]).strip()
+            fmt = body.get("response_format")
+            json_mode = body.get("model") == "loopback-json" or (
+                isinstance(fmt, dict) and fmt.get("type") in ("json_object", "json_schema"))
+            text = json.dumps({"echo": echoed}) if json_mode else "Echo: " + echoed
+            tokens = split_tokens(text)
+        finish = "stop"
+        limit = body.get("max_completion_tokens", body.get("max_tokens"))
+        if isinstance(limit, int) and not isinstance(limit, bool) and 0 <= limit < len(tokens):
+            tokens = tokens[:limit]
+            if tokens:
+                tokens[-1] = tokens[-1].rstrip()
+            finish = "length"
+        return _Reply(tokens, finish, prompt_tokens)
+
+    # -- handlers
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        self.in_flight += 1
+        stats = self.stats
+        stats["in_flight"] = self.in_flight
+        if self.in_flight > stats["max_in_flight"]:
+            stats["max_in_flight"] = self.in_flight
+        try:
+            return await self._chat(request)
+        finally:
+            self.in_flight -= 1
+            self.stats["in_flight"] = self.in_flight
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        authorization = request.headers.get("Authorization")
+        raw = await request.read()
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            self._record(request, raw.decode("utf-8", "replace"), authorization)
+            return self._error(400, "We could not parse the JSON body of your request.",
+                               "invalid_request_error")
+        self._record(request, body, authorization)
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return self._error(400, "'messages' must be a non-empty list.",
+                               "invalid_request_error", param="messages")
+
+        last_user = _last_user_text(messages)
+        prompt_tokens = max(1, sum(len(_text_of(m.get("content")).split())
+                                   for m in messages if isinstance(m, dict)))
+        fault = self._take_fault(last_user)
+        if fault is not None:
+            error = self._fault_error(fault, authorization, prompt_tokens)
+            if error is not None:
+                return error
+
+        settings = self.settings
+        if settings["require_key"] is not None and _bearer(authorization) != settings["require_key"]:
+            return self._bad_key(authorization)
+        if settings["context_window"] is not None and prompt_tokens > settings["context_window"]:
+            return self._context_exceeded(settings["context_window"], prompt_tokens)
+        reply = self._compose(body, messages, last_user, prompt_tokens)
+        refused = self._admit(prompt_tokens + len(reply.tokens))
+        if refused is not None:
+            return refused
+
+        ident = f"chatcmpl-loopback-{next(self.ids)}"
+        if body.get("stream"):
+            return await self._stream(request, body, reply, fault, ident)
+        return await self._json(request, body, reply, fault, ident)
+
+    async def _json(self, request, body, reply: _Reply, fault, ident) -> web.StreamResponse:
+        kind = fault["kind"] if fault else None
+        if kind == "stall":
+            await asyncio.sleep(fault.get("seconds", 30))
+        tps = self.settings["tokens_per_second"]
+        delay = self.settings["latency"] + (len(reply.tokens) / tps if tps else 0.0)
+        if delay:
+            await asyncio.sleep(delay)
+        if kind == "drop_mid_stream":
+            return self._drop(request)
+        self._status(200)
+        if kind == "malformed_json":
+            return web.Response(body=b'{"id": "chatcmpl-loopback", "choices": [{"message": {"con',
+                                content_type="application/json")
+        payload = {
+            "id": ident, "object": "chat.completion", "created": int(time.time()),
+            "model": body.get("model"), "system_fingerprint": "loopback",
+            "choices": [{"index": 0, "logprobs": None, "finish_reason": reply.finish_reason,
+                         "message": {"role": "assistant", "content": "".join(reply.tokens)}}],
+            "usage": reply.usage,
+        }
+        return web.Response(text=json.dumps(payload, separators=_COMPACT),
+                            content_type="application/json")
+
+    async def _stream(self, request, body, reply: _Reply, fault, ident) -> web.StreamResponse:
+        kind = fault["kind"] if fault else None
+        if kind == "stall" and not fault.get("headers", True):
+            await asyncio.sleep(fault.get("seconds", 30))
+        if self.settings["latency"]:
+            await asyncio.sleep(self.settings["latency"])
+        response = web.StreamResponse(headers=_SSE_HEADERS)
+        await response.prepare(request)
+        self._status(200)
+        if kind == "stall" and fault.get("headers", True):
+            await asyncio.sleep(fault.get("seconds", 30))
+
+        head = {"id": ident, "object": "chat.completion.chunk", "created": int(time.time()),
+                "model": body.get("model"), "system_fingerprint": "loopback"}
+
+        def event(delta: dict, finish_reason=None, **extra) -> bytes:
+            chunk = dict(head, choices=[{"index": 0, "delta": delta,
+                                         "finish_reason": finish_reason}], **extra)
+            return b"data: " + json.dumps(chunk, separators=_COMPACT).encode() + b"\n\n"
+
+        # Token chunks differ only in their content: build the JSON once and splice each token
+        # in, which keeps per-token CPU to one small json.dumps.
+        sentinel = "\x00token\x00"
+        prefix, suffix = event({"content": sentinel}).split(json.dumps(sentinel).encode(), 1)
+
+        tokens = reply.tokens
+        if kind == "drop_mid_stream":
+            tokens = tokens[:fault.get("after_tokens", 3)]
+        tail: list[bytes] = []
+        if kind == "malformed_json":
+            tokens, tail = [], [b'data: {"choices": [{"delta": {"content": "oops"\n\n', _DONE]
+        elif kind != "drop_mid_stream":
+            tail.append(event({}, reply.finish_reason))
+            options = body.get("stream_options")
+            if isinstance(options, dict) and options.get("include_usage"):
+                tail.append(b"data: " + json.dumps(dict(head, choices=[], usage=reply.usage),
+                                                   separators=_COMPACT).encode() + b"\n\n")
+            tail.append(_DONE)
+
+        first = event({"role": "assistant", "content": ""})
+        tps = self.settings["tokens_per_second"]
+        if tps:
+            await response.write(first)
+            for token in tokens:
+                await asyncio.sleep(1.0 / tps)
+                await response.write(prefix + json.dumps(token).encode() + suffix)
+            await response.write(b"".join(tail))
+        else:
+            # No pacing: one write for the whole stream (still one SSE event per token).
+            await response.write(first + b"".join(prefix + json.dumps(t).encode() + suffix
+                                                  for t in tokens) + b"".join(tail))
+        if kind == "drop_mid_stream":
+            return self._drop(request, response)
+        await response.write_eof()
+        return response
+
+    def _drop(self, request: web.Request, response: web.StreamResponse | None = None):
+        # close() (not abort()) so bytes already written still reach the client before the
+        # connection ends without the chunked terminator or [DONE]. aiohttp then fails to
+        # write the rest and treats it as a client disconnect, which is what we want.
+        self.stats["dropped"] += 1
+        if request.transport is not None:
+            request.transport.close()
+        return response if response is not None else web.Response()
+
+    async def models(self, request: web.Request) -> web.Response:
+        self.stats["models_requests"] += 1
+        data = [{"id": m, "object": "model", "created": 0, "owned_by": "loopback"} for m in MODELS]
+        return web.json_response({"object": "list", "data": data})
+
+    # -- control endpoints
+
+    async def _json_body(self, request: web.Request):
+        try:
+            return await request.json()
+        except ValueError:
+            raise web.HTTPBadRequest(text=json.dumps({"error": "body must be JSON"}),
+                                     content_type="application/json")
+
+    @staticmethod
+    def _refuse(message: str) -> web.Response:
+        return web.json_response({"error": message}, status=400)
+
+    async def control_configure(self, request: web.Request) -> web.Response:
+        updates = await self._json_body(request)
+        try:
+            if not isinstance(updates, dict):
+                raise ValueError("configure takes a JSON object of settings")
+            updates = validate_settings(updates)
+        except ValueError as e:
+            return self._refuse(str(e))
+        self.settings.update(updates)
+        if "replies" in updates:
+            self.reply_cycle = itertools.count()
+        return web.json_response(self.settings)
+
+    async def control_script(self, request: web.Request) -> web.Response:
+        payload = await self._json_body(request)
+        faults = payload.get("faults") if isinstance(payload, dict) else payload
+        try:
+            if not isinstance(faults, list):
+                raise ValueError("script takes a list of faults (or {'faults': [...], 'append': bool})")
+            faults = [validate_fault(f) for f in faults]
+        except ValueError as e:
+            return self._refuse(str(e))
+        if not (isinstance(payload, dict) and payload.get("append")):
+            self.faults.clear()
+        self.faults.extend(faults)
+        return web.json_response({"pending": len(self.faults)})
+
+    async def control_stats(self, request: web.Request) -> web.Response:
+        return web.json_response(dict(self.stats, faults_pending=len(self.faults)))
+
+    async def control_reset(self, request: web.Request) -> web.Response:
+        self.reset()
+        return web.json_response({"ok": True})
+
+    async def control_requests(self, request: web.Request) -> web.Response:
+        return web.json_response(list(self.recorded))
+
+
+def make_app(settings: dict | None = None) -> web.Application:
+    state = _Loopback(validate_settings(settings or {}))
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    for prefix in ("/v1", ""):  # also serve clients whose base URL lacks /v1
+        app.router.add_post(prefix + "/chat/completions", state.chat)
+        app.router.add_get(prefix + "/models", state.models)
+    app.router.add_post("/_control/configure", state.control_configure)
+    app.router.add_post("/_control/script", state.control_script)
+    app.router.add_get("/_control/stats", state.control_stats)
+    app.router.add_post("/_control/reset", state.control_reset)
+    app.router.add_get("/_control/requests", state.control_requests)
+    return app
+
+
+async def serve(host: str, port: int, settings: dict) -> None:
+    app = make_app(settings)
+    # handler_cancellation: a client that hangs up (e.g. during a stall) ends its handler, so
+    # in_flight stays true; no access log: per-request logging would cost benchmark CPU.
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    # A deep backlog: benchmarks open hundreds of connections at once, and a full accept
+    # queue costs a 1 s SYN retransmit that would show up as fake latency.
+    await web.SockSite(runner, sock, backlog=2048).start()
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if stat.S_ISFIFO(os.fstat(0).st_mode):
+        # Only a pipe means "my parent holds the other end": /dev/null or a TTY would end us
+        # at once or never, so those are not watched.
+        def watch_stdin() -> None:
+            # os.read, not sys.stdin: a daemon thread blocked inside a buffered reader's lock
+            # aborts the interpreter at exit.
+            while os.read(0, 65536):
+                pass
+            loop.call_soon_threadsafe(stop.set)
+        threading.Thread(target=watch_stdin, daemon=True).start()
+
+    bound_host, bound_port = sock.getsockname()[:2]
+    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+    print(f"LOOPBACK_URL=http://{shown}:{bound_port}", flush=True)
+    await stop.wait()
+    await runner.cleanup()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m llm_notebook.testing.loopback",
+        description="Loopback OpenAI-compatible server for tests (prints LOOPBACK_URL=...).")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--latency", type=float, help="seconds before replying (default 0)")
+    parser.add_argument("--tokens-per-second", type=float,
+                        help="streaming pace (default 0: all tokens at once)")
+    parser.add_argument("--settings", default="{}",
+                        help='JSON object of other settings, e.g. \'{"rpm": 60}\'')
+    args = parser.parse_args(argv)
+    try:
+        settings = dict(json.loads(args.settings))
+        for key in ("latency", "tokens_per_second"):
+            if getattr(args, key) is not None:  # explicit flags win over --settings
+                settings[key] = getattr(args, key)
+        settings = validate_settings(settings)
+    except (ValueError, TypeError) as e:
+        parser.error(f"bad settings: {e}")
+    try:
+        asyncio.run(serve(args.host, args.port, settings))
+    except KeyboardInterrupt:
+        pass
+
+
+# ---------------------------------------------------------------- client side
+
+class LoopbackServer:
+    """Runs the loopback server in a subprocess and drives its control endpoints.
+
+    >>> with LoopbackServer(latency=0.1) as server:
+    ...     server.url          # 'http://127.0.0.1:PORT/v1', for api_base / base_url
+    """
+
+    def __init__(self, latency: float = 0.0, *, host: str = "127.0.0.1", port: int = 0,
+                 startup_timeout: float = 30.0, **settings):
+        validate_settings(dict(settings, latency=latency))  # fail here, not in the subprocess
+        self.host = host
+        self.port = port
+        self.startup_timeout = startup_timeout
+        self.settings = dict(settings, latency=latency)
+        self.origin: str | None = None
+        self._proc: subprocess.Popen | None = None
+        # Control calls must never go through a proxy configured in the environment.
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    @property
+    def url(self) -> str:
+        """Base URL of the OpenAI-compatible API, ending in /v1."""
+        if self.origin is None:
+            raise LoopbackError("the loopback server is not running; call .start() first")
+        return self.origin + "/v1"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> "LoopbackServer":
+        if self.running:
+            return self
+        # Run the file itself rather than `-m llm_notebook...`: the server then needs neither
+        # the package's __init__ nor an installed package, and starts faster.
+        cmd = [sys.executable, os.path.abspath(__file__), "--host", self.host,
+               "--port", str(self.port), "--settings", json.dumps(self.settings)]
+        # stdin is a pipe we hold: if this process dies, the server sees EOF and exits.
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        lines: queue.Queue = queue.Queue()
+
+        def read_url(stream) -> None:
+            for line in stream:
+                if line.startswith(b"LOOPBACK_URL="):
+                    lines.put(line.decode().strip().partition("=")[2])
+                    return
+            lines.put(None)  # exited without listening
+
+        threading.Thread(target=read_url, args=(self._proc.stdout,), daemon=True).start()
+        try:
+            origin = lines.get(timeout=self.startup_timeout)
+        except queue.Empty:
+            origin = None
+        if origin is None:
+            code = self._proc.poll()
+            self.stop()
+            raise LoopbackError(
+                f"loopback server did not start within {self.startup_timeout:g} s "
+                f"(exit code {code}); its error, if any, is on stderr above")
+        self.origin = origin
+        self.port = int(origin.rsplit(":", 1)[1])
+        return self
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for stream in (proc.stdin, proc.stdout):
+            if stream is not None:
+                stream.close()
+        self.origin = None
+
+    def __enter__(self) -> "LoopbackServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"<LoopbackServer {self.origin or 'stopped'}>"
+
+    # -- control endpoints
+
+    def _control(self, method: str, path: str, payload=None):
+        if self.origin is None:
+            raise LoopbackError("the loopback server is not running; call .start() first")
+        data = None if payload is None else json.dumps(payload).encode()
+        request = urllib.request.Request(self.origin + "/_control/" + path, data=data,
+                                         method=method,
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with self._opener.open(request, timeout=10) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as e:
+            detail = e.read().decode("utf-8", "replace")
+            raise LoopbackError(f"loopback {path} refused ({e.code}): {detail}") from None
+
+    def configure(self, **settings) -> dict:
+        """Change settings (see DEFAULT_SETTINGS); returns all current settings."""
+        return self._control("POST", "configure", settings)
+
+    def script(self, faults: list[dict], append: bool = False) -> int:
+        """Queue faults for the next chat requests (replacing queued ones unless append);
+        returns how many are pending."""
+        return self._control("POST", "script", {"faults": faults, "append": append})["pending"]
+
+    def stats(self) -> dict:
+        """Counters since the last reset; by_status has int keys."""
+        stats = self._control("GET", "stats")
+        stats["by_status"] = {int(k): v for k, v in stats["by_status"].items()}
+        return stats
+
+    def reset(self) -> None:
+        """Back to the startup settings; no faults, stats or recorded requests."""
+        self._control("POST", "reset", {})
+
+    def requests(self) -> list[dict]:
+        """Recorded chat requests, oldest first (the last MAX_RECORDED)."""
+        return self._control("GET", "requests")
+
+
+if __name__ == "__main__":
+    main()
