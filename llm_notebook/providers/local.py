@@ -9,6 +9,7 @@ that calls litellm directly can use it too.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import importlib.util
 import os
 import threading
@@ -60,7 +61,19 @@ def get_model():
                 raise LocalModelUnavailable(f"llama-cpp-python is not installed; {INSTALL_HINT}") from None
             _model = Llama(model_path=path, n_ctx=2048, n_threads=max(1, os.cpu_count() or 1),
                            verbose=False)
+            # Free it before the interpreter tears down the modules its destructor needs.
+            atexit.register(_close)
         return _model
+
+
+def _close() -> None:
+    global _model
+    if _model is not None:
+        try:
+            _model.close()
+        except Exception:
+            pass
+        _model = None
 
 
 def _worker() -> ThreadPoolExecutor:
