@@ -22,20 +22,20 @@ import difflib
 import functools
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, NamedTuple, Union
+from typing import Any, NamedTuple
 
 __all__ = [
-    "PlaceholderError",
-    "PlaceholderSyntaxError",
     "MissingVariableError",
-    "PlaceholderLookupError",
     "Placeholder",
+    "PlaceholderError",
+    "PlaceholderLookupError",
+    "PlaceholderSyntaxError",
     "Template",
-    "parse",
-    "variables",
-    "render",
     "escape",
     "from_llm_style",
+    "parse",
+    "render",
+    "variables",
 ]
 
 _ESCAPE_HINT = "To write a literal brace use '{{' and '}}'"
@@ -43,7 +43,7 @@ _FORMS = "placeholders look like {name}, {name[0]} or {name['key']}"
 _MISSING_MODES = ("error", "keep", "empty")
 _AVAILABLE_SHOWN = 20
 
-Key = Union[int, str, None]
+Key = int | str | None
 
 
 # --- errors -------------------------------------------------------------------------------------
@@ -147,7 +147,7 @@ _NO_KEY = object()  # internal marker: a slot without subscript (None is never a
 class Template:
     """A parsed template. Immutable and shared through the ``parse`` cache: don't mutate it."""
 
-    __slots__ = ("source", "placeholders", "_parts", "_slots", "_variables")
+    __slots__ = ("_parts", "_slots", "_variables", "placeholders", "source")
 
     def __init__(self, source: str, literals: list[str], placeholders: list[Placeholder]):
         self.source = source
@@ -266,11 +266,10 @@ def _subscript(ph: Placeholder, value: Any) -> Any:
 
 
 def _public_names(values: Any) -> list[str]:
-    try:
-        keys = values.keys()
-    except Exception:  # a row-like object without keys(): nothing to suggest
+    keys = getattr(values, "keys", None)
+    if not callable(keys):  # a row-like object without keys(): nothing to suggest
         return []
-    return [k for k in keys if isinstance(k, str) and not k.startswith("_")]
+    return [k for k in keys() if isinstance(k, str) and not k.startswith("_")]
 
 
 # --- parser -------------------------------------------------------------------------------------
@@ -330,7 +329,9 @@ def parse(text: str) -> Template:
         pending.append(text[literal_start:at])
         literals.append("".join(pending))
         pending = []
-        placeholders.append(Placeholder(name, key, text[at + 1 : close], at, close + 1, line, column))
+        placeholders.append(
+            Placeholder(name, key, text[at + 1 : close], at, close + 1, line, column)
+        )
         literal_start = search_from = close + 1
     pending.append(text[literal_start:])
     literals.append("".join(pending))
@@ -377,7 +378,10 @@ def _parse_inside(text: str, open_at: int, close: int) -> tuple[str, Key]:
             return name, key
         if text[pos] == "[":
             raise _error(
-                text, pos, "only one subscript is allowed in a placeholder, like {In[3]}", "subscript"
+                text,
+                pos,
+                "only one subscript is allowed in a placeholder, like {In[3]}",
+                "subscript",
             )
     raise _unexpected(text, pos, close)
 
@@ -393,9 +397,7 @@ def _parse_subscript(text: str, bracket: int, close: int) -> tuple[Key, int]:
         quote = text[pos]
         end = text.find(quote, pos + 1, close)
         if end == -1:
-            raise _error(
-                text, pos, f"unterminated string key: close it with {quote}", "subscript"
-            )
+            raise _error(text, pos, f"unterminated string key: close it with {quote}", "subscript")
         key = text[pos + 1 : end]
         pos = end + 1
     else:

@@ -12,6 +12,11 @@ LLM text is hostile input: JupyterLab runs scripts and inline event handlers in 
    attribute value, in case a markdown-it rule (or a future plugin) ever emits something we did
    not intend.
 
+markdown-it-py costs roughly 1 µs per character of prose but 5–20 µs per line or per markup
+character, so 1 MB of hostile markdown (all "[" or one-word lines) would take 5–20 s. Large input
+is therefore rendered in chunks cut at block boundaries, against a time budget; whatever is left
+when the budget runs out is shown as escaped plain text, so the kernel never hangs on a reply.
+
 Nothing is imported from markdown-it or nh3 until first use: importing this module is cheap.
 """
 
@@ -20,10 +25,11 @@ from __future__ import annotations
 import html
 import re
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-__all__ = ["markdown_to_html", "escape_text_html", "footer_html", "ALLOWED_URL_SCHEMES"]
+__all__ = ["ALLOWED_URL_SCHEMES", "escape_text_html", "footer_html", "markdown_to_html"]
 
 ALLOWED_URL_SCHEMES = frozenset({"http", "https", "mailto"})
 
@@ -49,6 +55,19 @@ _ATTRIBUTES = {
 
 _LINK_REL = "noopener noreferrer"
 _LINK_EXTRAS = {("rel", _LINK_REL), ("target", "_blank")}
+
+# Input up to _CHUNK_HARD characters renders in one go (worst case about 1 s on hostile markup).
+# Larger input is cut, preferably at a blank line followed by an unindented line outside a code
+# fence (so no list, quote, table or fence is split) once a chunk reaches _CHUNK_TARGET, and at a
+# line (or, for one giant line, at a space) when it reaches _CHUNK_HARD.
+_CHUNK_TARGET = 32_000
+_CHUNK_HARD = 64_000
+_TIME_BUDGET_S = 2.0
+_FENCE_OPEN = re.compile(r" {0,3}(`{3,}|~{3,})([^\n]*)")
+_PLAIN_REST_NOTE = (
+    '<p class="llm-nb-note"><em>The rest is shown as plain text: '
+    "it was too long to format in time.</em></p>"
+)
 
 _lock = threading.Lock()
 _markdown: Any = None  # the configured MarkdownIt instance, built on first use
@@ -106,6 +125,8 @@ def _build_markdown():
         attrs = f' class="language-{lang}"' if lang else ""
         return f"<pre><code{attrs}>{escapeHtml(token.content)}</code></pre>\n"
 
+    # With html off these rules only say "no"; disabled, raw HTML cannot even become a token.
+    md.disable(["html_block", "html_inline"])
     md.add_render_rule("image", image)
     md.add_render_rule("fence", fence)
     return md
@@ -114,15 +135,15 @@ def _build_markdown():
 def _build_clean():
     import nh3
 
-    options = dict(
-        tags=_TAGS,
-        attributes=_ATTRIBUTES,
-        attribute_filter=_filter_attribute,
-        url_schemes=set(ALLOWED_URL_SCHEMES),
-        link_rel=_LINK_REL,
-        set_tag_attribute_values={"a": {"target": "_blank"}},
-        strip_comments=True,
-    )
+    options = {
+        "tags": _TAGS,
+        "attributes": _ATTRIBUTES,
+        "attribute_filter": _filter_attribute,
+        "url_schemes": set(ALLOWED_URL_SCHEMES),
+        "link_rel": _LINK_REL,
+        "set_tag_attribute_values": {"a": {"target": "_blank"}},
+        "strip_comments": True,
+    }
     cleaner_class = getattr(nh3, "Cleaner", None)  # nh3 ≥ 0.3: compile the options once
     if cleaner_class is not None:
         return cleaner_class(**options).clean
@@ -144,7 +165,91 @@ def markdown_to_html(text: str) -> str:
     if not isinstance(text, str):
         text = "" if text is None else str(text)
     md, clean = _ensure_built()
-    return clean(md.render(text))
+    if len(text) <= _CHUNK_HARD:
+        return clean(md.render(text))
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    deadline = time.perf_counter() + _TIME_BUDGET_S
+    env: dict = {}  # shared, so reference definitions carry over to later chunks
+    rendered: list[str] = []
+    rest = ""
+    for start, chunk in _chunks(text):
+        if time.perf_counter() > deadline:
+            rest = text[start:]
+            break
+        rendered.append(md.render(chunk, env))
+    html_out = clean("".join(rendered))
+    if rest:
+        html_out += _PLAIN_REST_NOTE + escape_text_html(rest)
+    return html_out
+
+
+def _chunks(
+    text: str, target: int = _CHUNK_TARGET, hard: int = _CHUNK_HARD
+) -> Iterator[tuple[int, str]]:
+    """Cut normalized markdown into ``(offset, chunk)`` pieces that render independently.
+
+    ``offset`` is where the chunk's own text starts in ``text``. A fence split by a hard cut is
+    closed at the end of one chunk and reopened (same opening line) at the start of the next.
+    """
+    if len(text) <= hard:
+        yield 0, text
+        return
+    start = 0  # offset in text where the current chunk's own text starts
+    prefix = ""  # a reopened fence line the current chunk starts with
+    fence: tuple[str, int, str] | None = None  # (char, length, opening line) while inside one
+    previous_blank = False
+    pos = 0
+    n = len(text)
+    while pos < n:
+        end = text.find("\n", pos)
+        end = n if end == -1 else end + 1
+        if pos > start:
+            safe = (
+                pos - start >= target
+                and fence is None
+                and previous_blank
+                and text[pos] not in " \t\n"
+            )
+            if safe or end - start > hard:
+                chunk = prefix + text[start:pos]
+                prefix = ""
+                if fence is not None:
+                    chunk += fence[0] * fence[1] + "\n"
+                    prefix = fence[2]
+                yield start, chunk
+                start = pos
+        if end - pos > hard:
+            # One giant line: cut at the last space before the limit (or at the limit).
+            limit = pos + hard
+            cut = text.rfind(" ", pos + hard // 2, limit)
+            end = limit if cut == -1 else cut + 1
+            chunk = prefix + text[pos:end]
+            prefix = ""
+            if fence is not None:
+                chunk += "\n" + fence[0] * fence[1] + "\n"
+                prefix = fence[2]
+            yield pos, chunk
+            start = pos = end
+            previous_blank = False
+            continue
+        line = text[pos:end]
+        stripped = line.strip()
+        if fence is None:
+            match = _FENCE_OPEN.match(line)
+            # A backtick fence's info string cannot contain a backtick (that is inline code).
+            if match and not (match.group(1)[0] == "`" and "`" in match.group(2)):
+                opening = line if line.endswith("\n") else line + "\n"
+                fence = (match.group(1)[0], len(match.group(1)), opening)
+        elif (
+            len(stripped) >= fence[1]
+            and stripped.strip(fence[0]) == ""
+            and not line.startswith("    ")
+        ):
+            fence = None
+        previous_blank = not stripped
+        pos = end
+    if start < n:
+        yield start, prefix + text[start:]
 
 
 def escape_text_html(text: str) -> str:
