@@ -221,3 +221,79 @@ def apply(db: sqlite3.Connection) -> list[str]:
         db.execute("INSERT INTO _migrations (name, applied) VALUES (?, ?)", (name, time.time()))
         applied.append(name)
     return applied
+
+
+@migration
+def m020_templates(db: sqlite3.Connection) -> None:
+    # Prompt templates (llm_notebook.templates): every save is a new immutable row; the latest
+    # version of a name is the row with the highest version. options/defaults/tags are JSON.
+    run_script(db,
+        """
+        CREATE TABLE templates (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            prompt TEXT NOT NULL,
+            system TEXT,
+            model TEXT,
+            options TEXT NOT NULL DEFAULT '{}',
+            defaults TEXT NOT NULL DEFAULT '{}',
+            tags TEXT NOT NULL DEFAULT '[]',
+            message TEXT,
+            created REAL NOT NULL,
+            UNIQUE (name, version)
+        );
+        """
+    )
+
+
+@migration
+def m010_batch_jobs(db: sqlite3.Connection) -> None:
+    # Batch runs (llm_notebook.batch): one `jobs` row per run, one `job_rows` row per finished
+    # input row. A row's answer lives in `calls` (job_rows.call_id; for a cache hit, the call
+    # that filled the cache), so a job is resumable and reportable from the log alone. Cache
+    # hits write no calls row: re-running 10,000 cached rows must not add 10,000 duplicates.
+    run_script(db,
+        """
+        CREATE TABLE jobs (
+            id TEXT PRIMARY KEY,
+            created REAL NOT NULL,
+            updated REAL NOT NULL,
+            finished REAL,
+            status TEXT NOT NULL,          -- running | done | interrupted | cancelled | budget | stopped
+            fingerprint TEXT NOT NULL,     -- digest of every row's request: the same run resumes
+            model TEXT NOT NULL,
+            prompt TEXT,                   -- the template (or the first prompt of a list)
+            system TEXT,
+            options TEXT,                  -- JSON
+            schema TEXT,                   -- JSON schema of structured output, if any
+            rows INTEGER NOT NULL,
+            done INTEGER NOT NULL DEFAULT 0,
+            ok INTEGER NOT NULL DEFAULT 0,
+            errors INTEGER NOT NULL DEFAULT 0,
+            cached INTEGER NOT NULL DEFAULT 0,
+            input_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            cost REAL NOT NULL DEFAULT 0,
+            unpriced INTEGER NOT NULL DEFAULT 0,
+            notebook TEXT,
+            cell_id TEXT,
+            kernel_session TEXT
+        );
+        CREATE INDEX jobs_fingerprint ON jobs(fingerprint, created);
+        CREATE INDEX jobs_created ON jobs(created);
+
+        CREATE TABLE job_rows (
+            job_id TEXT NOT NULL,
+            row INTEGER NOT NULL,          -- 0-based position in the input
+            status TEXT NOT NULL,          -- ok | error
+            call_id INTEGER,               -- the call that answered (NULL: failed before any call)
+            cached INTEGER NOT NULL DEFAULT 0,
+            error_kind TEXT,
+            error TEXT,                    -- redacted
+            attempts INTEGER NOT NULL DEFAULT 0,
+            cost REAL,
+            PRIMARY KEY (job_id, row)
+        ) WITHOUT ROWID;
+        """
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import sys
 import threading
 import time
 import uuid
@@ -12,7 +13,7 @@ from typing import Any, AsyncIterator, Iterator
 from . import keys, pricing, providers, runner
 from .cache import cache_key
 from .config import LLMNotebook
-from .errors import INTERRUPTED, LLMError, UnknownModelError
+from .errors import INCOMPLETE, INTERRUPTED, TIMEOUT, LLMError, UnknownModelError
 from .providers import Endpoint
 from .response import Response
 from .retry import RetryPolicy
@@ -21,13 +22,38 @@ _SESSION: "Session | None" = None
 _SESSION_LOCK = threading.Lock()
 
 
-def session() -> "Session":
-    """The kernel's one Session (created on first use)."""
-    global _SESSION
-    with _SESSION_LOCK:
-        if _SESSION is None:
-            _SESSION = Session(config=_config_from_ipython())
-        return _SESSION
+class _SessionFunction:
+    """`llm_notebook.session()`: the kernel's one Session (created on first use).
+
+    The package attribute `llm_notebook.session` is this object and it shadows this module's
+    name, so `import llm_notebook.session as m` yields it rather than the module. Attribute
+    access is therefore forwarded to the module: `m._SESSION = None` (how tests reset the
+    singleton), `m.Session` and `m.session()` work whichever of the two objects `m` is.
+    """
+
+    __name__ = __qualname__ = "session"
+
+    def __call__(self) -> "Session":
+        global _SESSION
+        with _SESSION_LOCK:
+            if _SESSION is None:
+                _SESSION = Session(config=_config_from_ipython())
+            return _SESSION
+
+    def __getattr__(self, name: str):
+        return getattr(sys.modules[__name__], name)
+
+    def __setattr__(self, name: str, value) -> None:
+        setattr(sys.modules[__name__], name, value)
+
+    def __delattr__(self, name: str) -> None:
+        delattr(sys.modules[__name__], name)
+
+    def __repr__(self) -> str:
+        return "<function llm_notebook.session()>"
+
+
+session = _SessionFunction()
 
 
 def _config_from_ipython() -> LLMNotebook:
@@ -80,6 +106,13 @@ class Session:
             if self._log is None or self._log.path != path:
                 self._log = Log(path)
             return self._log
+
+    @property
+    def templates(self):
+        """The prompt template library (llm_notebook.templates.TemplateLibrary) in this log."""
+        from .templates import TemplateLibrary
+
+        return TemplateLibrary(lambda: self.log)
 
     def on_call(self, listener) -> None:
         """Call `listener(row_dict)` after each call is logged (widgets refresh on it)."""
@@ -234,7 +267,7 @@ class Session:
         row = {"ts": time.time(), "model": route.model, "provider": route.provider,
                "endpoint": route.endpoint or route.base_url, "system": system,
                "prompt": prompt if isinstance(prompt, str) else str(prompt),
-               "messages": messages, "options": options, "cache_key": key,
+               "messages": messages, "options": _loggable(options), "cache_key": key,
                "conversation_id": conversation_id, "parent_id": parent_id, "job_id": job_id,
                "row_key": row_key, "kernel_session": self.kernel_session, **context}
         started = time.perf_counter()
@@ -261,8 +294,19 @@ class Session:
                         state.partial.append(text)
                         if on_delta is not None:
                             on_delta(text)
-                    result = await providers.run(route, messages, options, stream=stream,
-                                                 timeout=retry.attempt_timeout(), on_delta=delta)
+                    timeout = retry.attempt_timeout()
+                    try:
+                        # The per-attempt timeout bounds each gap of a stream, not its length:
+                        # cut the attempt at the call's one deadline whatever the provider does.
+                        async with asyncio.timeout(retry.remaining()):
+                            result = await providers.run(route, messages, options, stream=stream,
+                                                         timeout=timeout, on_delta=delta)
+                    except TimeoutError:
+                        partial = "".join(state.partial)
+                        raise LLMError(
+                            f"call cut at its {retry.policy.deadline:g} s deadline; raise "
+                            f"LLMNotebook.deadline to wait longer",
+                            kind=INCOMPLETE if partial else TIMEOUT, partial=partial) from None
                     break
                 except LLMError as exc:
                     # Never retry once text has reached the user: a retry would repeat it.
@@ -354,6 +398,53 @@ class Session:
         self._current = self.chat(**kw)
         return self._current
 
+    # -- batch runs (llm_notebook.batch; df.llm.map is built on these) -------------------------
+
+    def batch(self, prompts, *, model: str | None = None, system: str | None = None,
+              concurrency: int | None = None, rpm: float | None = None, tpm: float | None = None,
+              cache: bool = True, schema=None, on_error: str = "keep", budget: float | None = None,
+              progress=None, **options):
+        """Send many prompts (strings or message lists) concurrently, paced and resumable.
+
+        Returns a BatchResult: a list of replies in input order (None where a row failed) with
+        `.info` (job id, counts) and `.errors()`. Same options as df.llm.map.
+        """
+        from .batch import api
+
+        run, _ = api.prepare(self, prompts=prompts, model=model, system=system,
+                             concurrency=concurrency, rpm=rpm, tpm=tpm, cache=cache,
+                             schema=schema, on_error=on_error, budget=budget, options=options)
+        api.run_sync(run, progress)
+        api.warn_outcome(run)
+        return api.list_result(self, run)
+
+    async def abatch(self, prompts, *, model: str | None = None, system: str | None = None,
+                     concurrency: int | None = None, rpm: float | None = None,
+                     tpm: float | None = None, cache: bool = True, schema=None,
+                     on_error: str = "keep", budget: float | None = None, progress=False,
+                     **options):
+        """`batch()` for async code: runs on the caller's event loop."""
+        from .batch import api
+
+        run, _ = api.prepare(self, prompts=prompts, model=model, system=system,
+                             concurrency=concurrency, rpm=rpm, tpm=tpm, cache=cache,
+                             schema=schema, on_error=on_error, budget=budget, options=options)
+        await api.run_async(run, progress)
+        api.warn_outcome(run)
+        return api.list_result(self, run)
+
+    def jobs(self, limit: int = 50):
+        """Recent batch jobs as a DataFrame: rows, done, errors, cached, cost, status."""
+        from .batch.jobs import jobs_frame
+
+        return jobs_frame(self, limit=limit)
+
+    def job(self, job_id: str):
+        """One batch job (`.errors()`, `.result()`, `.info`); a unique id prefix is enough."""
+        from .batch.jobs import Job
+
+        return Job(self, job_id)
+
     # -- reading the log ------------------------------------------------------------------------
 
     def history(self, search: str | None = None, model: str | None = None, limit: int = 100,
@@ -371,6 +462,14 @@ class Session:
         from .usage import usage_frame
 
         return usage_frame(self.log, by=by, since=since, until=until, model=model, notebook=notebook)
+
+
+# Options that carry credentials: sent to the provider, never written to the log.
+_SECRET_OPTIONS = frozenset({"api_key"})
+
+
+def _loggable(options: dict) -> dict:
+    return {k: v for k, v in options.items() if k not in _SECRET_OPTIONS}
 
 
 def _check_prompt(prompt) -> None:
