@@ -1,0 +1,233 @@
+/**
+ * The one markdown renderer of every llm-notebook widget.
+ *
+ * LLM output is hostile input: it can carry HTML that runs scripts, loads remote images (which
+ * leak that the notebook was opened, and can exfiltrate data in their URLs) or imitates the
+ * surrounding UI. So: markdown → HTML with `marked`, then DOMPurify with a strict profile, then
+ * a pass that turns every image that is not an inline raster `data:` URL into a text placeholder,
+ * all inside DOMPurify's inert document, before anything reaches the page.
+ */
+import DOMPurify, { type Config } from "dompurify";
+import hljs from "highlight.js/lib/core";
+import bash from "highlight.js/lib/languages/bash";
+import javascript from "highlight.js/lib/languages/javascript";
+import json from "highlight.js/lib/languages/json";
+import markdownLang from "highlight.js/lib/languages/markdown";
+import python from "highlight.js/lib/languages/python";
+import sql from "highlight.js/lib/languages/sql";
+import { Marked, type Tokens } from "marked";
+
+hljs.registerLanguage("python", python);
+hljs.registerLanguage("javascript", javascript);
+hljs.registerLanguage("json", json);
+hljs.registerLanguage("bash", bash);
+hljs.registerLanguage("sql", sql);
+hljs.registerLanguage("markdown", markdownLang);
+
+/** Inline images we do show: raster formats only (an SVG image can carry script and links). */
+const SAFE_IMAGE_SRC = /^data:image\/(?:png|jpe?g|gif|webp);base64,[a-z0-9+/\s]*=*\s*$/i;
+/** Links we keep clickable; anything else (javascript:, vbscript:, data:, relative) loses its href. */
+const SAFE_LINK_HREF = /^(?:https?:\/\/|mailto:)/i;
+/** Classes content may carry: highlighting and our own; others could borrow JupyterLab's UI styles. */
+const SAFE_CLASS = /^(?:hljs(?:-[\w-]+)?|language-[\w+#.-]+|llm-md-[\w-]+)$/;
+const BLOCKED_SRC_ATTR = "data-llm-blocked-src";
+
+const PURIFY_CONFIG: Config = {
+  USE_PROFILES: { html: true }, // no SVG, no MathML
+  FORBID_TAGS: [
+    "style", "link", "meta", "base", "form", "input", "button", "textarea", "select", "option",
+    "optgroup", "iframe", "frame", "frameset", "object", "embed", "svg", "math", "video", "audio",
+    "source", "track", "picture", "canvas", "dialog", "template", "slot", "portal",
+  ],
+  FORBID_ATTR: [
+    "style", "srcset", "background", "poster", "ping", "action", "formaction", "id", "name",
+    "autofocus", "tabindex", "contenteditable", "draggable", "popover",
+  ],
+  ALLOW_DATA_ATTR: false,
+  ALLOW_ARIA_ATTR: true,
+};
+
+type Purifier = ReturnType<typeof DOMPurify>;
+let purifier: Purifier | null = null;
+
+/** Our own DOMPurify instance, so our hooks never touch another extension's sanitizer. */
+function getPurifier(): Purifier {
+  if (purifier) return purifier;
+  const p = DOMPurify(window);
+  p.addHook("afterSanitizeAttributes", (node) => {
+    const el = node as Element;
+    if (typeof el.getAttribute !== "function") return;
+    if (el.hasAttribute("class")) {
+      const kept = (el.getAttribute("class") ?? "").split(/\s+/).filter((c) => SAFE_CLASS.test(c));
+      if (kept.length) el.setAttribute("class", kept.join(" "));
+      else el.removeAttribute("class");
+    }
+    const tag = el.tagName;
+    if (tag === "A") {
+      const href = (el.getAttribute("href") ?? "").trim();
+      if (href && SAFE_LINK_HREF.test(href)) {
+        el.setAttribute("target", "_blank");
+        el.setAttribute("rel", "noopener noreferrer");
+      } else {
+        el.removeAttribute("href");
+        el.removeAttribute("target");
+      }
+    } else if (tag === "IMG") {
+      const src = (el.getAttribute("src") ?? "").trim();
+      if (!SAFE_IMAGE_SRC.test(src)) {
+        // Defence in depth: even if the placeholder pass below were skipped, nothing would load.
+        el.removeAttribute("src");
+        el.setAttribute(BLOCKED_SRC_ATTR, src);
+      }
+    }
+  });
+  purifier = p;
+  return p;
+}
+
+function escapeHtml(text: string): string {
+  return text
+    .replace(/&/g, "&amp;")
+    .replace(/</g, "&lt;")
+    .replace(/>/g, "&gt;")
+    .replace(/"/g, "&quot;")
+    .replace(/'/g, "&#39;");
+}
+
+function highlightCode(code: string, lang: string): string {
+  if (lang && hljs.getLanguage(lang)) {
+    return hljs.highlight(code, { language: lang, ignoreIllegals: true }).value;
+  }
+  return escapeHtml(code);
+}
+
+let parser: Marked | null = null;
+
+function getParser(): Marked {
+  if (parser) return parser;
+  parser = new Marked({
+    async: false,
+    gfm: true,
+    renderer: {
+      code({ text, lang }: Tokens.Code): string {
+        const name = (lang ?? "").trim().split(/\s+/)[0]?.toLowerCase() ?? "";
+        const safeName = /^[\w+#.-]{1,40}$/.test(name) ? name : "";
+        const cls = safeName ? `hljs language-${safeName}` : "hljs";
+        return `<pre class="llm-md-pre"><code class="${cls}">${highlightCode(text, safeName)}</code></pre>\n`;
+      },
+      // GFM task lists would render <input> (forbidden): show the state as a character instead.
+      checkbox({ checked }: Tokens.Checkbox): string {
+        return `<span class="llm-md-task" aria-label="${checked ? "done" : "not done"}">${checked ? "☑" : "☐"}</span> `;
+      },
+    },
+  });
+  return parser;
+}
+
+/** Replaces blocked images (marked by the sanitizer hook) with visible text: alt text and URL. */
+function replaceBlockedImages(root: DocumentFragment): void {
+  const doc = root.ownerDocument;
+  for (const img of Array.from(root.querySelectorAll(`img[${BLOCKED_SRC_ATTR}]`))) {
+    const url = img.getAttribute(BLOCKED_SRC_ATTR) ?? "";
+    const alt = (img.getAttribute("alt") ?? "").trim();
+    const span = doc.createElement("span");
+    span.className = "llm-md-image-blocked";
+    span.title = "Remote image not loaded";
+    span.textContent = `[image: ${alt || "no description"}]${url ? ` ${url}` : ""}`;
+    img.replaceWith(span);
+  }
+}
+
+/**
+ * Markdown (untrusted) → a sanitized fragment owned by an inert document: nothing in it loads or
+ * runs until it is inserted, and nothing dangerous is left by then.
+ */
+export function renderMarkdown(text: string): DocumentFragment {
+  const html = getParser().parse(text ?? "", { async: false });
+  const fragment = getPurifier().sanitize(html, { ...PURIFY_CONFIG, RETURN_DOM_FRAGMENT: true });
+  replaceBlockedImages(fragment);
+  return fragment;
+}
+
+/** The sanitized HTML as a string (for tests and for callers that must hand HTML on). */
+export function renderMarkdownToHtml(text: string): string {
+  const container = document.createElement("div");
+  container.append(renderMarkdown(text));
+  return container.innerHTML;
+}
+
+async function copyText(text: string, doc: Document): Promise<void> {
+  // The Clipboard API exists only in secure contexts (https, localhost)...
+  if (navigator.clipboard?.writeText) {
+    try {
+      await navigator.clipboard.writeText(text);
+      return;
+    } catch {
+      // denied (e.g. no permission): try the old way below
+    }
+  }
+  // ...so JupyterLab over plain http falls back to copying a hidden selection.
+  const area = doc.createElement("textarea");
+  area.value = text;
+  area.setAttribute("readonly", "");
+  area.className = "llm-offscreen";
+  doc.body.append(area);
+  area.select();
+  try {
+    if (!doc.execCommand("copy")) throw new Error("copy command refused");
+  } finally {
+    area.remove();
+  }
+}
+
+/** Puts a toolbar with the language and a copy button above each fenced code block. */
+function addCodeToolbars(root: ParentNode, doc: Document): void {
+  for (const pre of Array.from(root.querySelectorAll("pre"))) {
+    const code = pre.querySelector("code");
+    if (!code || pre.parentElement?.classList.contains("llm-md-code")) continue;
+    const wrapper = doc.createElement("div");
+    wrapper.className = "llm-md-code";
+    const bar = doc.createElement("div");
+    bar.className = "llm-md-code-bar";
+    const lang = Array.from(code.classList).find((c) => c.startsWith("language-"));
+    const label = doc.createElement("span");
+    label.className = "llm-md-code-lang";
+    label.textContent = lang ? lang.slice("language-".length) : "";
+    const button = doc.createElement("button");
+    button.type = "button";
+    button.className = "llm-md-copy";
+    button.setAttribute("aria-label", "Copy code to clipboard");
+    button.textContent = "Copy";
+    button.addEventListener("click", () => {
+      copyText(code.textContent ?? "", doc).then(
+        () => flash(button, "Copied"),
+        () => flash(button, "Copy failed"),
+      );
+    });
+    bar.append(label, button);
+    pre.replaceWith(wrapper);
+    wrapper.append(bar, pre);
+  }
+}
+
+function flash(button: HTMLButtonElement, text: string): void {
+  button.textContent = text;
+  setTimeout(() => {
+    button.textContent = "Copy";
+  }, 1500);
+}
+
+/** Renders markdown into `el`, replacing its content. Code blocks get a copy button. */
+export function renderMarkdownInto(el: HTMLElement, text: string): void {
+  const doc = el.ownerDocument;
+  // Adopt only now: the fragment is already free of remote images and scripts.
+  const fragment = doc.adoptNode(renderMarkdown(text));
+  addCodeToolbars(fragment, doc);
+  el.classList.add("llm-md");
+  el.replaceChildren(fragment);
+}
+
+/** Plain text fallback for places where markdown is not wanted. */
+export function renderTextInto(el: HTMLElement, text: string): void {
+  el.textContent = text;
+}
