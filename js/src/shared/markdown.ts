@@ -8,21 +8,8 @@
  * all inside DOMPurify's inert document, before anything reaches the page.
  */
 import DOMPurify, { type Config } from "dompurify";
-import hljs from "highlight.js/lib/core";
-import bash from "highlight.js/lib/languages/bash";
-import javascript from "highlight.js/lib/languages/javascript";
-import json from "highlight.js/lib/languages/json";
-import markdownLang from "highlight.js/lib/languages/markdown";
-import python from "highlight.js/lib/languages/python";
-import sql from "highlight.js/lib/languages/sql";
 import { Marked, type Tokens } from "marked";
-
-hljs.registerLanguage("python", python);
-hljs.registerLanguage("javascript", javascript);
-hljs.registerLanguage("json", json);
-hljs.registerLanguage("bash", bash);
-hljs.registerLanguage("sql", sql);
-hljs.registerLanguage("markdown", markdownLang);
+import { escapeHtml, highlight } from "./highlight";
 
 /** Inline images we do show: raster formats only (an SVG image can carry script and links). */
 const SAFE_IMAGE_SRC = /^data:image\/(?:png|jpe?g|gif|webp);base64,[a-z0-9+/\s]*=*\s*$/i;
@@ -85,20 +72,8 @@ function getPurifier(): Purifier {
   return p;
 }
 
-function escapeHtml(text: string): string {
-  return text
-    .replace(/&/g, "&amp;")
-    .replace(/</g, "&lt;")
-    .replace(/>/g, "&gt;")
-    .replace(/"/g, "&quot;")
-    .replace(/'/g, "&#39;");
-}
-
 function highlightCode(code: string, lang: string): string {
-  if (lang && hljs.getLanguage(lang)) {
-    return hljs.highlight(code, { language: lang, ignoreIllegals: true }).value;
-  }
-  return escapeHtml(code);
+  return lang ? highlight(code, lang) : escapeHtml(code);
 }
 
 let parser: Marked | null = null;
@@ -156,7 +131,8 @@ export function renderMarkdownToHtml(text: string): string {
   return container.innerHTML;
 }
 
-async function copyText(text: string, doc: Document): Promise<void> {
+/** Copies text to the clipboard (with a fallback for plain-http JupyterLab); also used by widgets. */
+export async function copyText(text: string, doc: Document): Promise<void> {
   // The Clipboard API exists only in secure contexts (https, localhost)...
   if (navigator.clipboard?.writeText) {
     try {
