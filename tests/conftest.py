@@ -2,6 +2,7 @@
 # `loopback` (the same server, reset before each test).
 pytest_plugins = ["llm_notebook.testing.fixtures"]
 
+import copy
 import os
 
 import pytest
@@ -24,10 +25,20 @@ def nb_session(log_path, monkeypatch):
     for var in list(os.environ):
         if var.endswith("_API_KEY"):
             monkeypatch.delenv(var, raising=False)
+    # Nor from a developer's .env in the working folder, nor from an earlier test's set_key.
+    from llm_notebook import keys
+
+    monkeypatch.setattr(keys, "_dotenv_loaded", True)
+    monkeypatch.setattr(keys, "_memory", {})
     monkeypatch.setattr(session_module, "_SESSION", None)
     s = session_module.session()
+    # Once a test has created IPython's shell, the config object is the shell's and outlives
+    # this Session: put back every setting a test changes (deadline, cache, default_model...).
+    saved_config = {name: getattr(s.config, name) for name in s.config.trait_names(config=True)}
     s.config.log_path = log_path
     yield s
+    for name, value in saved_config.items():
+        setattr(s.config, name, value)
     session_module._SESSION = None
 
 
@@ -36,3 +47,27 @@ def loop_session(nb_session, loopback):
     """A Session with the loopback server added as endpoint `loop` (lean HTTP path)."""
     nb_session.add_endpoint("loop", loopback.url)
     return nb_session
+
+
+@pytest.fixture
+def ipshell(nb_session):
+    """IPython's InteractiveShell with `%load_ext llm_notebook` (the process-wide instance).
+
+    The shell outlives the test, so the settings a test may change (LLMMagics, LLMNotebook via
+    %config or %llm use) are put back afterwards, and `_llm` is removed.
+    """
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "llm_notebook")
+    # %config also writes into shell.config, which configurables created later start from.
+    saved_config = copy.deepcopy(shell.config)
+    saved = [(c, {name: getattr(c, name) for name in c.trait_names(config=True)})
+             for c in shell.configurables
+             if type(c).__name__ in ("LLMMagics", "LLMNotebook")]
+    yield shell
+    shell.config = saved_config
+    for configurable, values in saved:
+        for name, value in values.items():
+            setattr(configurable, name, value)
+    shell.user_ns.pop("_llm", None)
