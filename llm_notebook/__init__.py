@@ -31,6 +31,8 @@ __all__ = [
     "TemplateEditor",
     "UsagePanel",
     "compare",
+    "ComparisonGrid",
+    "checks",
     "__version__",
 ]
 
@@ -42,6 +44,7 @@ _LAZY = {
     "UsagePanel": ("llm_notebook.widgets.usage_panel", "UsagePanel"),
     "ComparisonGrid": ("llm_notebook.compare", "ComparisonGrid"),
     "compare": ("llm_notebook.compare", "compare"),
+    "checks": ("llm_notebook.compare", "checks"),
 }
 
 

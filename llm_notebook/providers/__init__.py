@@ -39,8 +39,14 @@ class Endpoint:
         if self.api_key_env:
             import os
 
+            from .. import redact
+
             keys.load_dotenv_once()
-            return os.environ.get(self.api_key_env)
+            value = os.environ.get(self.api_key_env)
+            # The variable's name need not look key-like, so register the value itself: an
+            # error body that echoes it must still be redacted.
+            redact.register(value)
+            return value
         return None
 
 
@@ -96,6 +102,10 @@ def resolve(model: str, *, endpoints: dict[str, Endpoint], aliases: dict[str, st
         raise UnknownModelError(_unknown_model_message(model, endpoints, aliases))
     base_url = options.get("api_base") or options.get("base_url")
     api_key = options.get("api_key")
+    if api_key:
+        from .. import redact
+
+        redact.register(api_key)   # a per-call key is as secret as a configured one
     if not base_url and not api_key and not keys.has_key(provider):
         env = " or ".join(keys.env_vars_for(provider))
         raise MissingKeyError(
