@@ -1,0 +1,27 @@
+/**
+ * Front-end of `llm_notebook.TemplateEditor` (llm_notebook/widgets/template_editor.py): a
+ * CodeMirror editor for a prompt template with its variables as a form, a preview, runs on
+ * several models side by side, and versions with diffs. The pieces are in template_editor/.
+ */
+import type { AnyModel, Initialize, Render } from "@anywidget/types";
+import { rpcFor } from "../shared/rpc";
+import { streamsFor } from "../shared/stream";
+import "../shared/styles.css";
+import "./template_editor/styles.css";
+import { renderTemplateEditor } from "./template_editor/view";
+
+interface TemplateEditorModel {
+  name: string | null;
+  version: number | null;
+  models: string[];
+}
+
+const initialize: Initialize<TemplateEditorModel> = ({ model }) => {
+  // Subscribe before any view exists, so no stream message is missed.
+  streamsFor(model as AnyModel);
+  rpcFor(model as AnyModel);
+};
+
+const render: Render<TemplateEditorModel> = ({ model, el }) => renderTemplateEditor(model as AnyModel, el);
+
+export default { initialize, render };
