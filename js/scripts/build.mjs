@@ -6,7 +6,7 @@
 //   node scripts/build.mjs --dev      readable, inline source maps
 //   node scripts/build.mjs --watch    rebuild on change (use with ANYWIDGET_HMR=1 in the kernel)
 import * as esbuild from "esbuild";
-import { readdirSync, rmSync } from "node:fs";
+import { existsSync, readdirSync, rmSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -27,8 +27,17 @@ if (entryPoints.length === 0) {
   process.exit(1);
 }
 
-// static/ holds build outputs only: start clean so a removed widget leaves no stale bundle.
-rmSync(outdir, { recursive: true, force: true });
+// static/ holds build outputs only. Remove bundles of widgets that no longer exist, but never
+// empty the folder first: a kernel loading a widget during a rebuild must still find its file.
+const expected = new Set(entryPoints.flatMap((p) => {
+  const name = p.slice(widgetsDir.length + 1, -3);
+  return [`${name}.js`, `${name}.css`];
+}));
+if (existsSync(outdir)) {
+  for (const file of readdirSync(outdir)) {
+    if (!expected.has(file)) rmSync(join(outdir, file), { recursive: true, force: true });
+  }
+}
 
 /** @type {import("esbuild").BuildOptions} */
 const options = {
