@@ -291,7 +291,7 @@ def test_close_stops_everything():
 
 
 class EchoWidget(LLMWidget):
-    _bundle = "demo"
+    _bundle = "picker"
 
     @rpc
     def ping(self, text: str = ""):
@@ -433,10 +433,10 @@ def test_widget_streams_go_through_the_widget(widget):
 
 
 def test_bundle_files_are_the_widget_front_end():
-    if not (STATIC_DIR / "demo.js").is_file():
+    if not (STATIC_DIR / "picker.js").is_file():
         pytest.skip("bundles not built (npm run build in js/)")
-    assert str(EchoWidget._esm) == (STATIC_DIR / "demo.js").read_text()
-    assert str(EchoWidget._css) == (STATIC_DIR / "demo.css").read_text()
+    assert str(EchoWidget._esm) == (STATIC_DIR / "picker.js").read_text()
+    assert str(EchoWidget._css) == (STATIC_DIR / "picker.css").read_text()
     assert "export" in str(EchoWidget._esm)
 
 

@@ -3,10 +3,10 @@
  * Python side: any `LLMWidget` subclass with `_bundle = "demo"` and a `value` Unicode trait.
  */
 import type { AnyModel, Initialize, Render } from "@anywidget/types";
-import { renderMarkdownInto } from "../shared/markdown";
-import { rpcFor } from "../shared/rpc";
-import { streamsFor, type StreamState } from "../shared/stream";
-import "../shared/styles.css";
+import { renderMarkdownInto } from "../src/shared/markdown";
+import { rpcFor } from "../src/shared/rpc";
+import { streamsFor, type StreamState } from "../src/shared/stream";
+import "../src/shared/styles.css";
 
 interface DemoModel {
   value: string;
