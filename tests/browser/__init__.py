@@ -1,0 +1,1 @@
+"""Browser tests: a real jupyter lab driven by Playwright in Debian Chromium."""
