@@ -1,50 +1,244 @@
-"""Spending limits: refuse a call before it is sent if it could cross a budget."""
+"""Spending limits: refuse a call (or a batch run) before it is sent if it could cross a budget.
+
+Two limits, both USD and 0 = none: `LLMNotebook.budget_session` (what this kernel's Session
+spends) and `LLMNotebook.budget_day` (what every kernel sharing the log spends per UTC day,
+read from the log's usage rollup). Before a call is sent, its cost is estimated from its
+prompt's size and `max_tokens` (or DEFAULT_OUTPUT_TOKENS): if spent + in flight + estimate
+would pass a limit, the call is refused with BudgetExceeded; past WARN_AT of a limit, a
+BudgetWarning is shown once per limit (and per day for the day budget).
+
+Calls in flight hold their estimate until they are logged, so concurrent calls (gather,
+a comparison grid) cannot all slip under the same remaining budget. Models without a known
+price cannot be limited: they are let through, with one warning saying how to price them.
+
+Batch runs (llm_notebook.batch) use `headroom()` (USD left under the tightest limit) to stop
+before crossing, and `check_run()` to refuse a whole run whose estimate does not fit.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 import warnings
+import weakref
+from dataclasses import dataclass, field
 
 from . import pricing
 from .errors import BudgetExceeded
 
 WARN_AT = 0.8
-_warned: set[tuple[str, float]] = set()
+# Output tokens assumed when a call sets no max_tokens (the batch engine reserves the same).
+DEFAULT_OUTPUT_TOKENS = 1000
+
+
+class BudgetWarning(UserWarning):
+    """Spending has passed 80% of a budget (filter it with the warnings module if unwanted)."""
+
+
+@dataclass
+class Estimate:
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cost: float | None          # None: the model has no known price
+
+    def describe(self) -> str:
+        cost = "unknown" if self.cost is None else f"${self.cost:.4f}"
+        return (f"est. {cost}: ~{self.input_tokens:,} input + {self.output_tokens:,} output "
+                f"tokens of {self.model}")
+
+
+@dataclass
+class _Ledger:
+    """Per-Session state: estimates of calls in flight, and which warnings were shown."""
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    held: dict = field(default_factory=dict)        # asyncio task -> USD reserved
+    warned: set = field(default_factory=set)
+    listening: bool = False
+
+    def in_flight(self) -> float:
+        return sum(self.held.values())
+
+
+_ledgers: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_ledgers_lock = threading.Lock()
+
+
+def _ledger(session) -> _Ledger:
+    with _ledgers_lock:
+        ledger = _ledgers.get(session)
+        if ledger is None:
+            ledger = _ledgers[session] = _Ledger()
+        return ledger
+
+
+# -- estimates ------------------------------------------------------------------------------------
+
+def output_tokens(model: str, options: dict) -> int:
+    """The output tokens a call may produce: its max_tokens, else DEFAULT_OUTPUT_TOKENS (capped
+    at the model's own output limit when litellm knows it)."""
+    limit = options.get("max_tokens") or options.get("max_completion_tokens")
+    if limit:
+        return int(limit)
+    cap = pricing.max_output_tokens(model)
+    return min(DEFAULT_OUTPUT_TOKENS, cap) if cap else DEFAULT_OUTPUT_TOKENS
+
+
+def estimate(session, model: str, messages: list[dict], options: dict | None = None) -> Estimate:
+    """What a call would cost at most: its prompt's tokens (about 4 characters each) plus its
+    max_tokens of output, at the model's price."""
+    from .providers import estimate_tokens
+
+    options = options or {}
+    text = "".join(str(m.get("content") or "") for m in messages)
+    tin = estimate_tokens(text)
+    tout = output_tokens(model, options)
+    return Estimate(model, tin, tout, pricing.cost_of(model, tin, tout, session.config.prices))
 
 
 def estimate_cost(session, route, messages: list[dict], options: dict) -> float | None:
-    from .providers import estimate_tokens
+    return estimate(session, route.model, messages, options).cost
 
-    text = "".join(str(m.get("content") or "") for m in messages)
-    tin = estimate_tokens(text)
-    tout = int(options.get("max_tokens") or 1000)
-    return pricing.cost_of(route.model, tin, tout, session.config.prices)
+
+# -- spending -------------------------------------------------------------------------------------
+
+def day_start(now: float | None = None) -> float:
+    """Unix time of the current UTC day's midnight (the day budget's period)."""
+    now = time.time() if now is None else now
+    return (now // 86400) * 86400
 
 
 def spent_today(session) -> float:
-    start_hour = int(time.time() // 86400) * 24
-    rows = session.log.read("SELECT coalesce(sum(cost), 0) FROM usage_hourly WHERE hour >= ?",
-                            (start_hour,))
-    return float(rows[0][0] or 0)
+    """USD logged today (UTC) by every kernel sharing this Session's log."""
+    return session.log.cost_since(day_start())
 
+
+def _limits(session) -> list[tuple[str, float, float, str]]:
+    """(label, limit, spent, trait) of each budget that is set."""
+    config = session.config
+    limits = []
+    if config.budget_session > 0:
+        limits.append(("session", float(config.budget_session), float(session.spent),
+                       "budget_session"))
+    if config.budget_day > 0:
+        limits.append(("day", float(config.budget_day), spent_today(session), "budget_day"))
+    return limits
+
+
+def headroom(session) -> float | None:
+    """USD that can still be spent under the tightest budget (calls in flight counted), or None
+    when no budget is set."""
+    limits = _limits(session)
+    if not limits:
+        return None
+    in_flight = _ledger(session).in_flight()
+    return max(0.0, min(limit - spent - in_flight for _, limit, spent, _ in limits))
+
+
+# -- checks ---------------------------------------------------------------------------------------
 
 def check(session, route, messages: list[dict], options: dict, *, extra: float = 0.0) -> None:
-    """Raise BudgetExceeded if this call (plus `extra` already committed) could cross a limit."""
-    limits = []
-    if session.config.budget_session > 0:
-        limits.append(("session", session.config.budget_session, session.spent, "budget_session"))
-    if session.config.budget_day > 0:
-        limits.append(("day", session.config.budget_day, spent_today(session), "budget_day"))
+    """Raise BudgetExceeded if this call (plus `extra` USD already committed elsewhere) could
+    cross a budget; otherwise hold its estimate until it is logged. Called by Session._acall
+    just before sending."""
+    limits = _limits(session)
     if not limits:
         return
-    estimate = estimate_cost(session, route, messages, options) or 0.0
+    est = estimate(session, route.model, messages, options)
+    if est.cost is None:
+        _warn_unpriced(session, route.model)
+        return
+    ledger = _ledger(session)
+    with ledger.lock:
+        committed = ledger.in_flight() + extra
+        _judge(session, ledger, limits, est.cost, committed, "this call", est.describe())
+        task = _current_task()
+        if task is not None:
+            _hold(session, ledger, task, est.cost)
+
+
+def check_run(session, cost: float | None, *, what: str = "this batch run",
+              detail: str = "") -> None:
+    """Raise BudgetExceeded if a run estimated at `cost` USD could cross a budget (warn past
+    80%). For batch runs: call it with the run's estimate before sending anything."""
+    limits = _limits(session)
+    if not limits or cost is None:
+        return
+    ledger = _ledger(session)
+    with ledger.lock:
+        _judge(session, ledger, limits, float(cost), ledger.in_flight(), what,
+               detail or f"est. ${float(cost):.4f}")
+
+
+def _judge(session, ledger: _Ledger, limits, cost: float, committed: float, what: str,
+           detail: str) -> None:
     for label, limit, spent, trait in limits:
-        if spent + extra + estimate > limit:
+        total = spent + committed + cost
+        if total > limit:
+            scope = "this kernel" if label == "session" else "all kernels, today UTC"
+            suggestion = _round_up(total)
             raise BudgetExceeded(
-                f"refused: this call (est. ${estimate:.4f}) would cross the {label} budget of "
-                f"${limit:.2f} (spent ${spent + extra:.4f}); raise it with "
-                f"%config LLMNotebook.{trait} = <USD> or llm_notebook.session().config.{trait} = <USD>")
-        if spent + extra + estimate > WARN_AT * limit and (label, limit) not in _warned:
-            _warned.add((label, limit))
-            warnings.warn(f"llm-notebook: {label} spend ${spent:.4f} is past 80% of its ${limit:.2f} budget",
-                          stacklevel=2)
+                f"refused before sending: {what} ({detail}) would cross the {label} budget of "
+                f"${limit:.2f}; spent so far ${spent:.4f} ({scope})"
+                + (f" + ${committed:.4f} in flight" if committed > 0 else "")
+                + f". Raise it with %config LLMNotebook.{trait} = {suggestion} (or "
+                f"llm_notebook.session().config.{trait} = {suggestion}), or lower max_tokens.")
+        period = day_start() if label == "day" else None
+        key = (label, limit, period)
+        if total >= WARN_AT * limit and key not in ledger.warned:
+            ledger.warned.add(key)
+            warnings.warn(
+                f"llm-notebook: {what} brings the {label} budget to {total / limit:.0%} "
+                f"(${total:.4f} of ${limit:.2f}, counting its estimate); calls that would cross "
+                f"it will be refused. Raise it with %config LLMNotebook.{trait} = <USD>.",
+                BudgetWarning, stacklevel=4)
+
+
+def _round_up(amount: float) -> str:
+    """A limit a little above `amount`, written plainly (for the error's suggestion)."""
+    for step in (0.01, 0.1, 1, 10, 100, 1000):
+        if amount < step * 100:
+            value = (int(amount / step) + 1) * step
+            return f"{value:.2f}".rstrip("0").rstrip(".")
+    return f"{int(amount) + 1}"
+
+
+def _warn_unpriced(session, model: str) -> None:
+    ledger = _ledger(session)
+    key = ("unpriced", model)
+    if key in ledger.warned:
+        return
+    ledger.warned.add(key)
+    warnings.warn(
+        f"llm-notebook: {model} has no known price, so the budget cannot limit it; set one with "
+        f"llm_notebook.session().config.prices = {{{model!r}: {{'input': <USD per 1M tokens>, "
+        f"'output': <USD per 1M tokens>}}}}", BudgetWarning, stacklevel=4)
+
+
+# -- estimates held while a call is in flight ---------------------------------------------------
+
+def _current_task():
+    try:
+        return asyncio.current_task()
+    except RuntimeError:
+        return None
+
+
+def _hold(session, ledger: _Ledger, task, cost: float) -> None:
+    # A task runs its calls one after another, so a new check from the same task means its
+    # previous call has finished; the hold is released when the call is logged (the Session's
+    # on_call listeners run in the calling task) or, failing that, when the task ends.
+    if task not in ledger.held:
+        task.add_done_callback(lambda t, ledger=ledger: _release(ledger, t))
+    ledger.held[task] = cost
+    if not ledger.listening:
+        ledger.listening = True
+        session.on_call(lambda _row, ledger=ledger: _release(ledger, _current_task()))
+
+
+def _release(ledger: _Ledger, task) -> None:
+    if task is None:
+        return
+    with ledger.lock:
+        ledger.held.pop(task, None)

@@ -8,6 +8,7 @@ read-then-write transaction can fail or lose rows when several kernels write at 
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
 import threading
@@ -27,6 +28,12 @@ _INSERT_CALL = (
     f"VALUES ({', '.join('?' for _ in CALL_COLUMNS)})"
 )
 _BUSY_TIMEOUT_MS = 30_000
+# The columns of a history row (history_rows), also those of an empty history DataFrame.
+HISTORY_COLUMNS = (
+    "id", "ts", "model", "prompt", "response", "status", "error_kind", "error", "input_tokens",
+    "output_tokens", "cost", "unpriced", "duration_ms", "ttft_ms", "cached", "conversation_id",
+    "parent_id", "notebook", "cell_id", "job_id",
+)
 
 
 def _json(value: Any) -> str | None:
@@ -40,14 +47,24 @@ class Log:
 
     def __init__(self, path: str):
         self.path = path
-        if path != ":memory:":
-            os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_MS / 1000,
-                                     isolation_level=None, check_same_thread=False)
+        try:
+            if path != ":memory:":
+                os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
+                if os.path.isdir(path):
+                    raise IsADirectoryError(21, "it is a folder", path)
+            self._conn = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_MS / 1000,
+                                         isolation_level=None, check_same_thread=False)
+            self._conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            # Reading the schema opens the file: a bad path fails here, at once, with a message
+            # that says which setting to fix (not SQLite's "unable to open database file").
+            self._conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except (OSError, sqlite3.DatabaseError) as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise
+            raise _unavailable(path, exc) from None
         self._conn.row_factory = sqlite3.Row
         migrations.install_functions(self._conn)
-        self._conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
         if path != ":memory:":
             self._set_wal()
         self._conn.execute("PRAGMA synchronous = NORMAL")
@@ -103,19 +120,24 @@ class Log:
         A cache entry is (key, row_index_or_call_id, response, input_tokens, output_tokens); a
         row index refers to `rows` and is replaced by that row's new id.
         """
-        rows = list(rows)
-        ids: list[int] = []
         with self.write() as db:
-            for row in rows:
-                cur = db.execute(_INSERT_CALL, self._call_values(row))
-                ids.append(cur.lastrowid)
-            for key, ref, response, tin, tout in cache_entries:
-                call_id = ids[ref] if isinstance(ref, int) and ref < len(ids) else ref
-                db.execute(
-                    "INSERT OR REPLACE INTO cache (key, call_id, response, input_tokens, "
-                    "output_tokens, created) VALUES (?, ?, ?, ?, ?, ?)",
-                    (key, call_id, response, tin, tout, time.time()),
-                )
+            return self.insert_calls_into(db, rows, cache_entries=cache_entries)
+
+    def insert_calls_into(self, db: sqlite3.Connection, rows: Iterable[dict], *,
+                          cache_entries: Iterable[tuple] = ()) -> list[int]:
+        """insert_calls inside a transaction the caller holds (`with log.write() as db:`), so
+        call rows can commit atomically with other rows (e.g. a batch job's progress)."""
+        ids: list[int] = []
+        for row in rows:
+            cur = db.execute(_INSERT_CALL, self._call_values(row))
+            ids.append(cur.lastrowid)
+        for key, ref, response, tin, tout in cache_entries:
+            call_id = ids[ref] if isinstance(ref, int) and ref < len(ids) else ref
+            db.execute(
+                "INSERT OR REPLACE INTO cache (key, call_id, response, input_tokens, "
+                "output_tokens, created) VALUES (?, ?, ?, ?, ?, ?)",
+                (key, call_id, response, tin, tout, time.time()),
+            )
         return ids
 
     def insert_call(self, row: dict, *, cache_key: str | None = None) -> int:
@@ -233,59 +255,237 @@ class Log:
             params.append(conversation_id)
         clause = ("WHERE " + " AND ".join(where)) if where else ""
         rows = self.read(
-            f"SELECT id, ts, model, prompt, response, status, error_kind, error, input_tokens, "
-            f"output_tokens, cost, unpriced, duration_ms, ttft_ms, cached, conversation_id, "
-            f"parent_id, notebook, cell_id, job_id FROM calls {clause} "
+            f"SELECT {', '.join(HISTORY_COLUMNS)} FROM calls {clause} "
             f"ORDER BY id DESC LIMIT ? OFFSET ?",
             [*params, int(limit), int(offset)],
         )
         return [dict(r) for r in rows]
 
     # -- usage ----------------------------------------------------------------------------------
+    # Usage reads the rollups the triggers keep (m003, m040, m041), never all of `calls`: a
+    # query's time range is split into whole UTC days (daily rollups), the whole hours left at
+    # its ends (hourly rollups) and the partial hours at its edges (`calls`, by its ts index),
+    # so its bounds are exact and a million calls answer in milliseconds. Each part is grouped
+    # by SQL; llm_notebook.rollup adds the parts together.
+
+    def usage_rollup(self, by: str = "model", *, since: float | None = None,
+                     until: float | None = None, model: str | None = None,
+                     notebook: str | None = None):
+        """A rollup.Rollup of the calls with since <= ts < until (unix times; None: unbounded),
+        of one model and one notebook ('' = calls made outside a notebook) when given, grouped
+        by model, notebook, day, hour, conversation, job, or "total" (one group)."""
+        from .rollup import BY, Rollup
+
+        if by not in BY and by != "total":
+            raise ValueError(f"usage(by={by!r}): choose one of {', '.join(BY)}")
+        if since is not None and until is not None and since > until:
+            raise ValueError("'since' is after 'until'")
+        model = model or None  # "" (e.g. an empty filter field) means every model
+        group_by_key = by in ("conversation", "job")
+        days, hours, raw = _split_range(since, until, use_days=by != "hour" and not group_by_key)
+        parts: list[tuple] = []
+        if days is not None:
+            parts += self._rollup_part(_daily_table(by, model, notebook), _DAILY_GROUPS[by],
+                                       "day", days, model, notebook)
+        if group_by_key and hours == [(None, None)] and model is None and notebook is None:
+            hours = []  # the whole log: one row per conversation or job
+            parts += self._rollup_part("usage_group_totals", _KEY_GROUPS, "", (None, None),
+                                       None, None, kind=by)
+        for span in hours:
+            if group_by_key:
+                parts += self._rollup_part("usage_groups", _KEY_GROUPS, "hour", span, model,
+                                           notebook, kind=by)
+            elif model is None and notebook is None and by in _HOUR_TOTAL_GROUPS:
+                parts += self._rollup_part("usage_hour_totals", _HOUR_TOTAL_GROUPS[by], "hour",
+                                           span, None, None)
+            else:
+                parts += self._rollup_part("usage_hourly", _HOURLY_GROUPS[by], "hour", span,
+                                           model, notebook)
+        for low, high in raw:
+            parts += self._calls_part(by, low, high, model, notebook)
+        return Rollup(by, parts)
+
+    def _rollup_part(self, table: str, group: str, time_column: str, span: tuple, model, notebook,
+                     *, kind: str | None = None) -> list[tuple]:
+        from .rollup import TOTALS
+
+        where, params = [], []
+        if kind is not None:
+            where.append("kind = ?")
+            params.append(kind)
+        low, high = span
+        if low is not None:
+            where.append(f"{time_column} >= ?")
+            params.append(low)
+        if high is not None:
+            where.append(f"{time_column} < ?")
+            params.append(high)
+        _filter(where, params, model, notebook, notebook_column="notebook")
+        if (table, group) in _ONE_ROW_PER_GROUP:
+            return self._tuples(f"SELECT {group}, {', '.join(TOTALS)}, duration_hist, ttft_hist "
+                                f"FROM {table} {_clause(where)}", params)
+        sums = ", ".join(f"sum({c})" for c in TOTALS)
+        return self._tuples(
+            f"SELECT {group} AS g, {sums}, llmnb_hist_sum(duration_hist), "
+            f"llmnb_hist_sum(ttft_hist) FROM {table} {_clause(where)} GROUP BY g", params)
+
+    def _calls_part(self, by: str, low: float, high: float, model, notebook) -> list[tuple]:
+        """Calls in [low, high), grouped as the rollup triggers would have added them."""
+        where, params = ["ts >= ?", "ts < ?"], [low, high]
+        group = _CALLS_GROUPS[by]
+        if by in ("conversation", "job"):
+            where.append(f"{group} IS NOT NULL")
+        _filter(where, params, model, notebook, notebook_column="COALESCE(notebook, '')")
+        return self._tuples(
+            f"SELECT {group} AS g, count(*), sum(COALESCE(input_tokens, 0)), "
+            f"sum(COALESCE(output_tokens, 0)), sum(COALESCE(cost, 0)), sum(unpriced), "
+            f"sum(status != 'ok'), sum(cached), sum(COALESCE(duration_ms, 0)), "
+            f"llmnb_hist_agg(CASE WHEN cached THEN NULL ELSE duration_ms END), "
+            f"llmnb_hist_agg(CASE WHEN cached THEN NULL ELSE ttft_ms END) "
+            f"FROM calls {_clause(where)} GROUP BY g", params)
 
     def usage_rows(self, *, by: str = "model", since: float | None = None,
                    until: float | None = None, model: str | None = None,
                    notebook: str | None = None) -> list[dict]:
-        """Totals grouped by model, day, hour or notebook, read from the hourly rollup."""
-        group = {
-            "model": "model",
-            "notebook": "notebook",
-            "hour": "hour",
-            "day": "hour / 24",
-        }.get(by)
-        if group is None:
-            raise ValueError(f"usage(by={by!r}): choose one of model, day, hour, notebook")
-        where, params = [], []
-        if since is not None:
-            where.append("hour >= ?")
-            params.append(int(since // 3600))
-        if until is not None:
-            where.append("hour <= ?")
-            params.append(int(until // 3600))
-        if model:
-            where.append("model = ?")
-            params.append(model)
-        if notebook is not None:
-            where.append("notebook = ?")
-            params.append(notebook)
-        clause = ("WHERE " + " AND ".join(where)) if where else ""
-        rows = [dict(r) for r in self.read(
-            f"SELECT {group} AS grp, sum(calls) AS calls, sum(input_tokens) AS input_tokens, "
-            f"sum(output_tokens) AS output_tokens, sum(cost) AS cost, sum(unpriced) AS unpriced, "
-            f"sum(errors) AS errors, sum(cached) AS cached, sum(duration_ms) AS duration_ms "
-            f"FROM usage_hourly {clause} GROUP BY grp ORDER BY grp", params)]
-        hist = self.read(
-            f"SELECT {group} AS grp, metric, bucket, sum(n) AS n FROM usage_latency {clause} "
-            f"GROUP BY grp, metric, bucket ORDER BY grp, metric, bucket", params)
-        by_group: dict[Any, dict[str, list[tuple[int, int]]]] = {}
-        for h in hist:
-            by_group.setdefault(h["grp"], {}).setdefault(h["metric"], []).append((h["bucket"], h["n"]))
-        for r in rows:
-            metrics = by_group.get(r["grp"], {})
-            r["latency_p50_ms"] = _percentile(metrics.get("duration"), 0.50)
-            r["latency_p95_ms"] = _percentile(metrics.get("duration"), 0.95)
-            r["ttft_p50_ms"] = _percentile(metrics.get("ttft"), 0.50)
+        """Totals per group (by model, day, hour, notebook, conversation or job): grp, calls,
+        input/output tokens, cost, unpriced, errors, cached, duration_ms, and latency_p50_ms,
+        latency_p95_ms, ttft_p50_ms (None where none was recorded). grp is a unix day or hour
+        number for day and hour. by=conversation and by=job also give `label` (see
+        usage_labels).
+        """
+        if by == "total":
+            raise ValueError("usage(by='total'): use usage_rollup('total').totals()")
+        rows = self.usage_rollup(by, since=since, until=until, model=model,
+                                 notebook=notebook).rows()
+        if by in ("conversation", "job"):
+            labels = self.usage_labels(by, [r["grp"] for r in rows])
+            for r in rows:
+                r["label"] = labels.get(r["grp"])
         return rows
+
+    def usage_facets(self) -> dict[str, list[str]]:
+        """Every model and notebook in the log (from the small daily rollups)."""
+        models = [r[0] for r in self._tuples("SELECT DISTINCT model FROM usage_model_daily")]
+        notebooks = [r[0] for r in self._tuples(
+            "SELECT DISTINCT notebook FROM usage_notebook_daily WHERE notebook != ''")]
+        return {"models": sorted(models), "notebooks": sorted(notebooks)}
+
+    def usage_labels(self, kind: str, ids: list[str]) -> dict[str, str | None]:
+        """What a user recognises a group by: a conversation's name, a job's prompt (80 chars)."""
+        sql = ("SELECT id, name FROM conversations WHERE id IN ({})" if kind == "conversation"
+               else "SELECT id, substr(prompt, 1, 80) FROM jobs WHERE id IN ({})")
+        found: dict[str, str | None] = {}
+        for start in range(0, len(ids), 900):  # SQLite's bound-parameter limit
+            chunk = ids[start:start + 900]
+            for row in self._tuples(sql.format(",".join("?" for _ in chunk)), chunk):
+                found[row[0]] = row[1]
+        return found
+
+    def cost_since(self, since: float) -> float:
+        """USD of the calls logged since `since` (a whole hour, e.g. midnight UTC)."""
+        rows = self.read("SELECT coalesce(sum(cost), 0) FROM usage_hour_totals WHERE hour >= ?",
+                         (int(since // 3600),))
+        return float(rows[0][0] or 0)
+
+    def latest_call_id(self) -> int:
+        return self.read("SELECT coalesce(max(id), 0) FROM calls")[0][0]
+
+    def _tuples(self, sql: str, params: Sequence = ()) -> list[tuple]:
+        """Like read(), as plain tuples (about twice as fast to build as sqlite3.Row)."""
+        with self._lock:
+            cursor = self._conn.cursor()
+            cursor.row_factory = None
+            return cursor.execute(sql, params).fetchall()
+
+
+def _unavailable(path: str, exc: BaseException):
+    from .errors import LogUnavailable
+
+    if isinstance(exc, (FileExistsError, NotADirectoryError)):
+        why = "part of its folder path is a file"
+    elif isinstance(exc, IsADirectoryError):
+        why = "it is a folder"
+    elif isinstance(exc, PermissionError):
+        why = "permission denied"
+    elif isinstance(exc, OSError):
+        why = exc.strerror or str(exc)
+    elif "not a database" in str(exc):
+        why = "the file is not an SQLite database"
+    else:
+        why = "SQLite cannot open or create it there"
+    return LogUnavailable(f"cannot open the llm-notebook log at {path}: {why}; set "
+                          "LLMNotebook.log_path (or $LLM_NOTEBOOK_LOG) to a file in a folder you "
+                          "can write to")
+
+
+def _filter(where: list, params: list, model: str | None, notebook: str | None, *,
+            notebook_column: str) -> None:
+    if model is not None:
+        where.append("model = ?")
+        params.append(model)
+    if notebook is not None:
+        where.append(f"{notebook_column} = ?")
+        params.append(notebook)
+
+
+def _clause(where: list[str]) -> str:
+    return ("WHERE " + " AND ".join(where)) if where else ""
+
+
+# The group expression of each usage grouping, per source table ("total": one group).
+_DAILY_GROUPS = {"model": "model", "notebook": "notebook", "day": "day", "total": "''"}
+_HOURLY_GROUPS = {"model": "model", "notebook": "notebook", "day": "hour / 24", "hour": "hour",
+                  "total": "''"}
+_HOUR_TOTAL_GROUPS = {"day": "hour / 24", "hour": "hour", "total": "''"}
+_KEY_GROUPS = "key"
+# Tables whose rows are already one per group (read as they are, no GROUP BY).
+_ONE_ROW_PER_GROUP = {("usage_hour_totals", "hour"), ("usage_group_totals", "key")}
+_CALLS_GROUPS = {"model": "model", "notebook": "COALESCE(notebook, '')",
+                 "day": "CAST(ts / 86400 AS INTEGER)", "hour": "CAST(ts / 3600 AS INTEGER)",
+                 "conversation": "conversation_id", "job": "job_id", "total": "''"}
+
+
+def _daily_table(by: str, model: str | None, notebook: str | None) -> str:
+    """The smallest daily rollup holding every dimension a query groups or filters by."""
+    needs = {by} & {"model", "notebook"}
+    if model is not None:
+        needs.add("model")
+    if notebook is not None:
+        needs.add("notebook")
+    if needs <= {"model"}:
+        return "usage_model_daily"
+    if needs <= {"notebook"}:
+        return "usage_notebook_daily"
+    return "usage_daily"
+
+
+def _split_range(since: float | None, until: float | None, *, use_days: bool):
+    """[since, until) as (whole days or None, [whole-hour spans], [partial-hour spans]).
+
+    Days and hours are (first, end) numbers with None for an open end; partial spans are unix
+    times. Without use_days, all whole hours come as one span.
+    """
+    first_hour = None if since is None else math.ceil(since / 3600)
+    end_hour = None if until is None else math.floor(until / 3600)
+    if first_hour is not None and end_hour is not None and first_hour >= end_hour:
+        return None, [], [(since, until)] if since < until else []
+    raw = []
+    if since is not None and since < first_hour * 3600:
+        raw.append((since, first_hour * 3600))
+    if until is not None and end_hour * 3600 < until:
+        raw.append((end_hour * 3600, until))
+    if not use_days:
+        return None, [(first_hour, end_hour)], raw
+    first_day = None if first_hour is None else -(-first_hour // 24)
+    end_day = None if end_hour is None else end_hour // 24
+    if first_day is not None and end_day is not None and first_day >= end_day:
+        return None, [(first_hour, end_hour)], raw
+    hours = []
+    if first_hour is not None and first_hour < first_day * 24:
+        hours.append((first_hour, first_day * 24))
+    if end_hour is not None and end_day * 24 < end_hour:
+        hours.append((end_day * 24, end_hour))
+    return (first_day, end_day), hours, raw
 
 
 class _WriteTransaction:
@@ -345,17 +545,3 @@ def fts_query(text: str) -> str:
     """Turn user search text into a safe FTS5 query: every word must appear (prefix match)."""
     words = [w.replace('"', '""') for w in text.split() if w.strip()]
     return " ".join(f'"{w}"*' for w in words) or '""'
-
-
-def _percentile(buckets: list[tuple[int, int]] | None, q: float) -> float | None:
-    """Estimate a percentile from a latency histogram (middle of the bucket holding it)."""
-    if not buckets:
-        return None
-    total = sum(n for _, n in buckets)
-    rank = q * total
-    seen = 0
-    for bucket, n in sorted(buckets):
-        seen += n
-        if seen >= rank:
-            return migrations.bucket_mid_ms(bucket)
-    return migrations.bucket_mid_ms(sorted(buckets)[-1][0])

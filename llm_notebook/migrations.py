@@ -207,6 +207,9 @@ def bucket_mid_ms(bucket: int) -> float:
 def install_functions(db: sqlite3.Connection) -> None:
     """SQL functions the schema's triggers use; must exist on every connection that writes."""
     db.create_function("llmnb_bucket", 1, bucket_of, deterministic=True)
+    from . import latency  # the histogram blobs of the usage rollups (m040)
+
+    latency.install(db)
 
 
 def apply(db: sqlite3.Connection) -> list[str]:
@@ -297,3 +300,318 @@ def m010_batch_jobs(db: sqlite3.Connection) -> None:
         ) WITHOUT ROWID;
         """
     )
+
+
+@migration
+def m030_compare(db: sqlite3.Connection) -> None:
+    # Comparison grids (llm_notebook.compare): one `comparisons` row per grid, and the user's
+    # ratings of its cells. A rating is keyed by the cell's request (model, messages, options;
+    # compare/spec.py cell_key), not by the grid, so a grid re-created over the same prompts,
+    # models and inputs finds the ratings again. Its cells' answers live in `calls`.
+    run_script(db,
+        """
+        CREATE TABLE comparisons (
+            id TEXT PRIMARY KEY,
+            created REAL NOT NULL,
+            updated REAL NOT NULL,
+            prompts TEXT NOT NULL,         -- JSON list of prompt labels
+            models TEXT NOT NULL,          -- JSON list of model ids
+            inputs INTEGER NOT NULL,       -- number of input rows
+            checks TEXT NOT NULL DEFAULT '[]',  -- JSON list of check names
+            cells INTEGER NOT NULL,
+            ok INTEGER NOT NULL DEFAULT 0,
+            errors INTEGER NOT NULL DEFAULT 0,
+            cost REAL NOT NULL DEFAULT 0,
+            notebook TEXT,
+            cell_id TEXT,
+            kernel_session TEXT
+        );
+        CREATE INDEX comparisons_created ON comparisons(created);
+
+        CREATE TABLE ratings (
+            cell_key TEXT PRIMARY KEY,
+            thumb INTEGER,                 -- 1 up, -1 down, NULL none
+            score REAL,                    -- 0..1, NULL none
+            comment TEXT,
+            model TEXT,
+            prompt TEXT,                   -- the prompt as sent (for reading the log alone)
+            output TEXT,                   -- the output that was rated
+            call_id INTEGER,
+            comparison_id TEXT,
+            created REAL NOT NULL,
+            updated REAL NOT NULL
+        );
+        CREATE INDEX ratings_comparison ON ratings(comparison_id);
+        """
+    )
+
+
+@migration
+def m040_usage_histograms_and_groups(db: sqlite3.Connection) -> None:
+    # Usage answers in <= 0.1 s over a million calls only if a query reads a few thousand rollup
+    # rows. m003 kept latency histograms as one row per (hour, model, notebook, metric, bucket):
+    # ~50 rows per rollup row, read with a sorting GROUP BY, far over budget. Now each rollup
+    # row carries its two histograms as blobs (llm_notebook/latency.py), which numpy adds up.
+    # by=conversation and by=job get the same rollup in `usage_groups` (kind, key, hour, model,
+    # notebook) rather than a scan of `calls`: batch jobs are most of a big log, and an index
+    # scan of half a million call rows takes seconds, not milliseconds.
+    run_script(db,
+        """
+        ALTER TABLE usage_hourly ADD COLUMN duration_hist BLOB;
+        ALTER TABLE usage_hourly ADD COLUMN ttft_hist BLOB;
+
+        CREATE TABLE usage_groups (
+            kind TEXT NOT NULL,            -- 'conversation' | 'job'
+            key TEXT NOT NULL,             -- calls.conversation_id | calls.job_id
+            hour INTEGER NOT NULL,         -- unix time // 3600
+            model TEXT NOT NULL,
+            notebook TEXT NOT NULL DEFAULT '',
+            calls INTEGER NOT NULL DEFAULT 0,
+            input_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            cost REAL NOT NULL DEFAULT 0,
+            unpriced INTEGER NOT NULL DEFAULT 0,
+            errors INTEGER NOT NULL DEFAULT 0,
+            cached INTEGER NOT NULL DEFAULT 0,
+            duration_ms REAL NOT NULL DEFAULT 0,
+            duration_hist BLOB,            -- latency histograms, see latency.py
+            ttft_hist BLOB,
+            PRIMARY KEY (kind, key, hour, model, notebook)
+        ) WITHOUT ROWID;
+
+        DROP TRIGGER calls_usage_insert;
+        DROP TABLE usage_latency;
+        """
+    )
+
+    def add_to(table: str, keys: dict[str, str], only_if: str = "1") -> str:
+        # Create the rollup row if missing, then one UPDATE: the histogram function runs once
+        # per histogram and not at all for a missing latency (an upsert would run it twice).
+        # Cache hits stay out of the histograms (their ~0 ms would hide real latencies).
+        columns, values = ", ".join(keys), ", ".join(keys.values())
+        match = " AND ".join(f"{k} = {v}" for k, v in keys.items())
+        return f"""
+            INSERT OR IGNORE INTO {table} ({columns}) SELECT {values} WHERE {only_if};
+            UPDATE {table} SET
+                calls = calls + 1,
+                input_tokens = input_tokens + COALESCE(new.input_tokens, 0),
+                output_tokens = output_tokens + COALESCE(new.output_tokens, 0),
+                cost = cost + COALESCE(new.cost, 0),
+                unpriced = unpriced + new.unpriced,
+                errors = errors + (new.status != 'ok'),
+                cached = cached + new.cached,
+                duration_ms = duration_ms + COALESCE(new.duration_ms, 0),
+                duration_hist = CASE WHEN new.cached OR new.duration_ms IS NULL THEN duration_hist
+                                     ELSE llmnb_hist_add(duration_hist, new.duration_ms) END,
+                ttft_hist = CASE WHEN new.cached OR new.ttft_ms IS NULL THEN ttft_hist
+                                 ELSE llmnb_hist_add(ttft_hist, new.ttft_ms) END
+            WHERE {match} AND {only_if};"""
+
+    common = {"hour": "CAST(new.ts / 3600 AS INTEGER)", "model": "new.model",
+              "notebook": "COALESCE(new.notebook, '')"}
+    run_script(db,
+        "CREATE TRIGGER calls_usage_rollup AFTER INSERT ON calls BEGIN"
+        + add_to("usage_hourly", common)
+        + add_to("usage_groups", {"kind": "'conversation'", "key": "new.conversation_id", **common},
+                 "new.conversation_id IS NOT NULL")
+        + add_to("usage_groups", {"kind": "'job'", "key": "new.job_id", **common},
+                 "new.job_id IS NOT NULL")
+        + "\nEND;"
+    )
+
+    # Rebuild both rollups from the calls already logged (the same sums the trigger keeps).
+    totals = ("count(*), sum(COALESCE(input_tokens, 0)), sum(COALESCE(output_tokens, 0)), "
+              "sum(COALESCE(cost, 0)), sum(unpriced), sum(status != 'ok'), sum(cached), "
+              "sum(COALESCE(duration_ms, 0)), "
+              "llmnb_hist_agg(CASE WHEN cached THEN NULL ELSE duration_ms END), "
+              "llmnb_hist_agg(CASE WHEN cached THEN NULL ELSE ttft_ms END)")
+    columns = ("calls, input_tokens, output_tokens, cost, unpriced, errors, cached, duration_ms, "
+               "duration_hist, ttft_hist")
+    hour_model_notebook = "CAST(ts / 3600 AS INTEGER), model, COALESCE(notebook, '')"
+    db.execute("DELETE FROM usage_hourly")
+    db.execute(f"INSERT INTO usage_hourly (hour, model, notebook, {columns}) "
+               f"SELECT {hour_model_notebook}, {totals} FROM calls GROUP BY 1, 2, 3")
+    for kind, column in (("conversation", "conversation_id"), ("job", "job_id")):
+        db.execute(f"INSERT INTO usage_groups (kind, key, hour, model, notebook, {columns}) "
+                   f"SELECT '{kind}', {column}, {hour_model_notebook}, {totals} FROM calls "
+                   f"WHERE {column} IS NOT NULL GROUP BY 1, 2, 3, 4, 5")
+
+
+@migration
+def m041_usage_daily_rollups(db: sqlite3.Connection) -> None:
+    # A million calls spread over many notebooks and models make ~100k hourly rollup rows:
+    # too many to add up in 0.1 s. Usage over whole days reads daily rollups instead, each
+    # keyed first by what it is grouped by, so SQLite adds them up without sorting:
+    #   usage_model_daily (model, day), usage_notebook_daily (notebook, day) for by=model/day/
+    #   notebook with at most one of the two filters; usage_daily (day, model, notebook) when
+    #   both matter; usage_hour_totals (hour) for by=hour without filters.
+    # usage_hourly still serves the whole hours of partial days, and filtered by=hour.
+    # Every table gets the same sums and histograms (llm_notebook/latency.py).
+    sums = """
+            calls INTEGER NOT NULL DEFAULT 0,
+            input_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            cost REAL NOT NULL DEFAULT 0,
+            unpriced INTEGER NOT NULL DEFAULT 0,
+            errors INTEGER NOT NULL DEFAULT 0,
+            cached INTEGER NOT NULL DEFAULT 0,
+            duration_ms REAL NOT NULL DEFAULT 0,
+            duration_hist BLOB,
+            ttft_hist BLOB,"""
+    run_script(db,
+        f"""
+        CREATE TABLE usage_daily (
+            day INTEGER NOT NULL,          -- unix time // 86400 (UTC days)
+            model TEXT NOT NULL,
+            notebook TEXT NOT NULL DEFAULT '',{sums}
+            PRIMARY KEY (day, model, notebook)
+        ) WITHOUT ROWID;
+
+        CREATE TABLE usage_model_daily (
+            model TEXT NOT NULL,
+            day INTEGER NOT NULL,{sums}
+            PRIMARY KEY (model, day)
+        ) WITHOUT ROWID;
+
+        CREATE TABLE usage_notebook_daily (
+            notebook TEXT NOT NULL DEFAULT '',
+            day INTEGER NOT NULL,{sums}
+            PRIMARY KEY (notebook, day)
+        ) WITHOUT ROWID;
+
+        CREATE TABLE usage_hour_totals (
+            hour INTEGER NOT NULL PRIMARY KEY,{sums[:-1]}
+        ) WITHOUT ROWID;
+
+        DROP TRIGGER calls_usage_rollup;
+        """
+    )
+
+    def add_to(table: str, keys: dict[str, str], only_if: str = "1") -> str:
+        # Create the rollup row if missing, then one UPDATE: the histogram function runs once
+        # per histogram and not at all for a missing latency (an upsert would run it twice).
+        # Cache hits stay out of the histograms (their ~0 ms would hide real latencies).
+        columns, values = ", ".join(keys), ", ".join(keys.values())
+        match = " AND ".join(f"{k} = {v}" for k, v in keys.items())
+        return f"""
+            INSERT OR IGNORE INTO {table} ({columns}) SELECT {values} WHERE {only_if};
+            UPDATE {table} SET
+                calls = calls + 1,
+                input_tokens = input_tokens + COALESCE(new.input_tokens, 0),
+                output_tokens = output_tokens + COALESCE(new.output_tokens, 0),
+                cost = cost + COALESCE(new.cost, 0),
+                unpriced = unpriced + new.unpriced,
+                errors = errors + (new.status != 'ok'),
+                cached = cached + new.cached,
+                duration_ms = duration_ms + COALESCE(new.duration_ms, 0),
+                duration_hist = CASE WHEN new.cached OR new.duration_ms IS NULL THEN duration_hist
+                                     ELSE llmnb_hist_add(duration_hist, new.duration_ms) END,
+                ttft_hist = CASE WHEN new.cached OR new.ttft_ms IS NULL THEN ttft_hist
+                                 ELSE llmnb_hist_add(ttft_hist, new.ttft_ms) END
+            WHERE {match} AND {only_if};"""
+
+    hour = "CAST(new.ts / 3600 AS INTEGER)"
+    day = "CAST(new.ts / 86400 AS INTEGER)"
+    notebook = "COALESCE(new.notebook, '')"
+    hourly = {"hour": hour, "model": "new.model", "notebook": notebook}
+    run_script(db,
+        "CREATE TRIGGER calls_usage_rollups AFTER INSERT ON calls BEGIN"
+        + add_to("usage_hourly", hourly)
+        + add_to("usage_daily", {"day": day, "model": "new.model", "notebook": notebook})
+        + add_to("usage_model_daily", {"model": "new.model", "day": day})
+        + add_to("usage_notebook_daily", {"notebook": notebook, "day": day})
+        + add_to("usage_hour_totals", {"hour": hour})
+        + add_to("usage_groups", {"kind": "'conversation'", "key": "new.conversation_id", **hourly},
+                 "new.conversation_id IS NOT NULL")
+        + add_to("usage_groups", {"kind": "'job'", "key": "new.job_id", **hourly},
+                 "new.job_id IS NOT NULL")
+        + "\nEND;"
+    )
+
+    # Fill the new tables from usage_hourly (kept right by m003/m040 until now).
+    columns = ("calls, input_tokens, output_tokens, cost, unpriced, errors, cached, duration_ms, "
+               "duration_hist, ttft_hist")
+    added = ("sum(calls), sum(input_tokens), sum(output_tokens), sum(cost), sum(unpriced), "
+             "sum(errors), sum(cached), sum(duration_ms), llmnb_hist_sum(duration_hist), "
+             "llmnb_hist_sum(ttft_hist)")
+    for table, keys, exprs in (
+        ("usage_daily", "day, model, notebook", "hour / 24, model, notebook"),
+        ("usage_model_daily", "model, day", "model, hour / 24"),
+        ("usage_notebook_daily", "notebook, day", "notebook, hour / 24"),
+        ("usage_hour_totals", "hour", "hour"),
+    ):
+        groups = ", ".join(str(i + 1) for i in range(keys.count(",") + 1))
+        db.execute(f"INSERT INTO {table} ({keys}, {columns}) SELECT {exprs}, {added} "
+                   f"FROM usage_hourly GROUP BY {groups}")
+
+
+@migration
+def m042_usage_hourly_indexes(db: sqlite3.Connection) -> None:
+    # usage(by="hour", model=... or notebook=...) reads usage_hourly for one model or notebook:
+    # without these, a scan of every hourly row (~100k for a million calls). An index entry is
+    # only written when a rollup row is created, not on every logged call.
+    run_script(db,
+        """
+        CREATE INDEX IF NOT EXISTS usage_hourly_model ON usage_hourly(model, hour);
+        CREATE INDEX IF NOT EXISTS usage_hourly_notebook ON usage_hourly(notebook, hour);
+        """
+    )
+
+
+@migration
+def m043_usage_group_totals(db: sqlite3.Connection) -> None:
+    # usage(by="conversation" or "job") over the whole log: one row per conversation or job,
+    # so thousands of conversations are read without adding up their hourly rows (which costs
+    # a Python call per row and per group). Filtered queries still read usage_groups.
+    run_script(db,
+        """
+        CREATE TABLE usage_group_totals (
+            kind TEXT NOT NULL,            -- 'conversation' | 'job'
+            key TEXT NOT NULL,
+            calls INTEGER NOT NULL DEFAULT 0,
+            input_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            cost REAL NOT NULL DEFAULT 0,
+            unpriced INTEGER NOT NULL DEFAULT 0,
+            errors INTEGER NOT NULL DEFAULT 0,
+            cached INTEGER NOT NULL DEFAULT 0,
+            duration_ms REAL NOT NULL DEFAULT 0,
+            duration_hist BLOB,
+            ttft_hist BLOB,
+            PRIMARY KEY (kind, key)
+        ) WITHOUT ROWID;
+        """
+    )
+
+    def add_to(kind: str, column: str) -> str:
+        # As m041's rollup trigger does: create the row if missing, then one UPDATE.
+        only_if = f"new.{column} IS NOT NULL"
+        return f"""
+            INSERT OR IGNORE INTO usage_group_totals (kind, key)
+                SELECT '{kind}', new.{column} WHERE {only_if};
+            UPDATE usage_group_totals SET
+                calls = calls + 1,
+                input_tokens = input_tokens + COALESCE(new.input_tokens, 0),
+                output_tokens = output_tokens + COALESCE(new.output_tokens, 0),
+                cost = cost + COALESCE(new.cost, 0),
+                unpriced = unpriced + new.unpriced,
+                errors = errors + (new.status != 'ok'),
+                cached = cached + new.cached,
+                duration_ms = duration_ms + COALESCE(new.duration_ms, 0),
+                duration_hist = CASE WHEN new.cached OR new.duration_ms IS NULL THEN duration_hist
+                                     ELSE llmnb_hist_add(duration_hist, new.duration_ms) END,
+                ttft_hist = CASE WHEN new.cached OR new.ttft_ms IS NULL THEN ttft_hist
+                                 ELSE llmnb_hist_add(ttft_hist, new.ttft_ms) END
+            WHERE kind = '{kind}' AND key = new.{column} AND {only_if};"""
+
+    run_script(db,
+        "CREATE TRIGGER calls_usage_group_totals AFTER INSERT ON calls "
+        "WHEN new.conversation_id IS NOT NULL OR new.job_id IS NOT NULL BEGIN"
+        + add_to("conversation", "conversation_id") + add_to("job", "job_id") + "\nEND;"
+    )
+    db.execute(
+        "INSERT INTO usage_group_totals (kind, key, calls, input_tokens, output_tokens, cost, "
+        "unpriced, errors, cached, duration_ms, duration_hist, ttft_hist) "
+        "SELECT kind, key, sum(calls), sum(input_tokens), sum(output_tokens), sum(cost), "
+        "sum(unpriced), sum(errors), sum(cached), sum(duration_ms), llmnb_hist_sum(duration_hist), "
+        "llmnb_hist_sum(ttft_hist) FROM usage_groups GROUP BY kind, key")

@@ -1,8 +1,13 @@
 """What a call costs, from litellm's offline price map or from `LLMNotebook.prices`.
 
 The price map is read straight from the JSON file litellm ships, so pricing a call never
-imports litellm (3-5 s) nor touches the network. An unknown price is not an error: the cost is
-None and the call is flagged as unpriced.
+imports litellm (3-5 s) nor touches the network. The arithmetic follows litellm's
+`cost_per_token` for prompt and completion tokens: a flat rate per token, a higher rate for
+every token of a request whose prompt is above a threshold (`input_cost_per_token_above_200k_
+tokens`; xAI bills from the threshold itself), or a `tiered_pricing` table picked by prompt
+size. tests/test_pricing.py checks the result against litellm for every chat model it knows.
+
+An unknown price is not an error: the cost is None and the call is logged as unpriced.
 """
 
 from __future__ import annotations
@@ -10,7 +15,14 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
+import math
 import os
+import re
+import warnings
+
+# Providers that bill the higher rate once the prompt *reaches* the threshold (litellm: xai).
+_INCLUSIVE_THRESHOLD = frozenset({"xai"})
+_ABOVE = re.compile(r"^input_cost_per_token_above_(\d+(?:\.\d+)?)(k?)_tokens$")
 
 
 @functools.lru_cache(maxsize=1)
@@ -54,24 +66,113 @@ def _configured(model: str, prices: dict) -> dict | None:
     return None
 
 
-def cost_of(model: str, input_tokens: int | None, output_tokens: int | None,
-            prices: dict | None = None) -> float | None:
-    """USD cost of a call, or None when the model's price is unknown."""
+_warned_bad_prices: set[str] = set()
+
+
+def _configured_rates(model: str, prices: dict) -> tuple[float, float] | None:
+    """USD per token from LLMNotebook.prices (given per million tokens), or None."""
+    entry = _configured(model, prices)
+    if entry is None:
+        return None
+    try:
+        rin, rout = float(entry.get("input", 0)), float(entry.get("output", 0))
+        if not (math.isfinite(rin) and math.isfinite(rout)) or rin < 0 or rout < 0:
+            raise ValueError
+    except (AttributeError, TypeError, ValueError):
+        # A call has already been made when it is priced: a typo in the config must not lose
+        # its answer, so the call is logged as unpriced and the user told once.
+        if model not in _warned_bad_prices:
+            _warned_bad_prices.add(model)
+            warnings.warn(f"llm-notebook: LLMNotebook.prices entry for {model!r} is {entry!r}; "
+                          "write it as {'input': <USD per 1M tokens>, 'output': <USD per 1M "
+                          "tokens>}. Its calls are logged as unpriced until then.", stacklevel=3)
+        return None
+    return rin / 1e6, rout / 1e6
+
+
+def _threshold(value: str, k: str) -> float:
+    return float(value) * (1000 if k else 1)
+
+
+def _litellm_rates(info: dict, prompt_tokens: int) -> tuple[float, float] | None:
+    cin, cout = info.get("input_cost_per_token"), info.get("output_cost_per_token")
+    tiers = info.get("tiered_pricing")
+    if isinstance(tiers, list) and tiers and prompt_tokens > 0:
+        tier = _tier_for(tiers, prompt_tokens)
+        if tier is not None and "input_cost_per_token" in tier:
+            rout = tier.get("output_cost_per_token", cout)
+            return float(tier["input_cost_per_token"]), float(rout or 0)
+    if cin is None and cout is None:
+        return None
+    rin, rout = float(cin or 0), float(cout or 0)
+    inclusive = info.get("litellm_provider") in _INCLUSIVE_THRESHOLD
+    above = sorted((_threshold(*m.groups()), m.group(0)[len("input_cost_per_token"):])
+                   for key in info if (m := _ABOVE.match(key)) and info[key] is not None)
+    for threshold, suffix in above:  # the highest threshold the prompt is over wins
+        if prompt_tokens > threshold or (inclusive and prompt_tokens == threshold):
+            rin = float(info[f"input_cost_per_token{suffix}"])
+            rout = float(info.get(f"output_cost_per_token{suffix}", rout) or 0)
+    return rin, rout
+
+
+def _tier_for(tiers: list, prompt_tokens: int) -> dict | None:
+    """litellm's rule: the tier with start < prompt_tokens <= end, else the last (highest) one."""
+    ranged = sorted((t for t in tiers if isinstance(t, dict) and _range(t) is not None),
+                    key=lambda t: _range(t)[0])
+    if not ranged:
+        return None
+    for tier in ranged:
+        start, end = _range(tier)
+        if start < prompt_tokens <= end:
+            return tier
+    return ranged[-1]
+
+
+def _range(tier: dict) -> tuple[float, float] | None:
+    bounds = tier.get("range")
+    if isinstance(bounds, (list, tuple)) and len(bounds) == 2:
+        try:
+            return float(bounds[0]), float(bounds[1])
+        except (TypeError, ValueError):
+            return None
+    return None
+
+
+def rates(model: str, prompt_tokens: int = 0, prices: dict | None = None) -> tuple[float, float] | None:
+    """(USD per input token, USD per output token) for a call of `model` with that many prompt
+    tokens (tiered prices depend on it), or None when the price is unknown."""
     if model.startswith("local/"):
-        return 0.0
-    tin, tout = input_tokens or 0, output_tokens or 0
-    conf = _configured(model, prices or {})
-    if conf is not None:
-        return (tin * float(conf.get("input", 0)) + tout * float(conf.get("output", 0))) / 1e6
+        return 0.0, 0.0
+    configured = _configured_rates(model, prices or {})
+    if configured is not None or _configured(model, prices or {}) is not None:
+        return configured
     info = model_info(model)
     if not info:
         return None
-    cin, cout = info.get("input_cost_per_token"), info.get("output_cost_per_token")
-    if cin is None and cout is None:
+    return _litellm_rates(info, prompt_tokens)
+
+
+def cost_of(model: str, input_tokens: int | None, output_tokens: int | None,
+            prices: dict | None = None) -> float | None:
+    """USD cost of a call, or None when the model's price is unknown."""
+    tin, tout = int(input_tokens or 0), int(output_tokens or 0)
+    found = rates(model, tin, prices)
+    if found is None:
         return None
-    return tin * float(cin or 0) + tout * float(cout or 0)
+    rin, rout = found
+    return tin * rin + tout * rout
+
+
+def is_priced(model: str, prices: dict | None = None) -> bool:
+    return rates(model, 0, prices) is not None
 
 
 def context_window(model: str) -> int | None:
     info = model_info(model) or {}
     return info.get("max_input_tokens") or info.get("max_tokens")
+
+
+def max_output_tokens(model: str) -> int | None:
+    info = model_info(model) or {}
+    value = info.get("max_output_tokens")
+    return int(value) if isinstance(value, (int, float)) and value > 0 else None

@@ -118,6 +118,13 @@ class Session:
         """Call `listener(row_dict)` after each call is logged (widgets refresh on it)."""
         self._listeners.append(listener)
 
+    def off_call(self, listener) -> None:
+        """Stop calling a listener added with on_call (e.g. when its widget is closed)."""
+        try:
+            self._listeners.remove(listener)
+        except ValueError:
+            pass
+
     def _notify(self, row: dict) -> None:
         for listener in list(self._listeners):
             try:
@@ -258,6 +265,7 @@ class Session:
         from . import budget, context as ctx
 
         state = state or CallState()
+        _ = self.log   # a log that cannot be opened fails the call before anything is sent
         route = self.resolve(model, options)
         use_cache = self.config.cache if cache is None else cache
         key = cache_key(route.model, messages, options, route.base_url or route.endpoint) if use_cache else None
@@ -283,18 +291,20 @@ class Session:
                 return self._finish(row, state)
 
         budget.check(self, route, messages, options)
+        await providers.prepare(route)
         retry = self.policy().start()
         attempts = 0
         try:
             while True:
-                attempts += 1
-                retry.attempts = attempts
                 try:
                     def delta(text: str) -> None:
                         state.partial.append(text)
                         if on_delta is not None:
                             on_delta(text)
+                    # Before counting the attempt: with the deadline gone, none is made.
                     timeout = retry.attempt_timeout()
+                    attempts += 1
+                    retry.attempts = attempts
                     try:
                         # The per-attempt timeout bounds each gap of a stream, not its length:
                         # cut the attempt at the call's one deadline whatever the provider does.
@@ -451,25 +461,31 @@ class Session:
                 notebook: str | None = None):
         import pandas as pd
 
+        from .log import HISTORY_COLUMNS
+
         rows = self.log.history_rows(search=search, model=model, notebook=notebook, limit=limit)
-        frame = pd.DataFrame(rows)
-        if not frame.empty:
-            frame["ts"] = pd.to_datetime(frame["ts"], unit="s", utc=True)
+        # Columns even when nothing matched, so `history()[["prompt"]]` works on a fresh log.
+        frame = pd.DataFrame(rows, columns=list(HISTORY_COLUMNS))
+        frame["ts"] = pd.to_datetime(frame["ts"], unit="s", utc=True)
         return frame
 
     def usage(self, by: str = "model", *, since=None, until=None, model: str | None = None,
               notebook: str | None = None):
+        """Calls, tokens, cost, unpriced calls, error and cache-hit rates and latency percentiles
+        per model, day, hour, notebook, conversation or job (see llm_notebook.usage)."""
         from .usage import usage_frame
 
         return usage_frame(self.log, by=by, since=since, until=until, model=model, notebook=notebook)
 
 
 # Options that carry credentials: sent to the provider, never written to the log.
-_SECRET_OPTIONS = frozenset({"api_key"})
+from .redact import SECRET_OPTIONS as _SECRET_OPTIONS  # noqa: E402
 
 
 def _loggable(options: dict) -> dict:
-    return {k: v for k, v in options.items() if k not in _SECRET_OPTIONS}
+    from .redact import loggable_options
+
+    return loggable_options(options)
 
 
 def _check_prompt(prompt) -> None:

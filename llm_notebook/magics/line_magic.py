@@ -209,8 +209,9 @@ _register("history", _history_spec, _history, "recent calls (-q TEXT to search, 
 
 
 @magic_arguments(name="llm usage")
-@argument("--by", choices=("model", "day", "hour", "notebook"), default="model",
-          help="Group by model (default), day, hour or notebook.")
+@argument("--by", choices=("model", "day", "hour", "notebook", "conversation", "job"),
+          default="model",
+          help="Group by model (default), day, hour, notebook, conversation or job (batch run).")
 @argument("--panel", action="store_true", help="Show the interactive usage panel instead.")
 def _usage_spec(line):
     """Calls, tokens, cost, errors and latency from the log."""
@@ -226,7 +227,8 @@ def _usage(magics, session, args):
     return frame
 
 
-_register("usage", _usage_spec, _usage, "tokens and cost (--by model|day|hour|notebook, --panel)")
+_register("usage", _usage_spec, _usage,
+          "tokens and cost (--by model|day|hour|notebook|conversation|job, --panel)")
 
 
 # -- keys / check ---------------------------------------------------------------------------------

@@ -272,8 +272,15 @@ const render: Render<PanelModel> = ({ model, el: root }) => {
     model.save_changes();
     status.textContent = "Updating…";
   };
-  since.addEventListener("change", () => setTrait("since", since.value));
-  until.addEventListener("change", () => setTrait("until", until.value));
+  // A date input's value is "" until a whole valid date is entered: "input" then means a new
+  // date (or a cleared one). "change" too, for browsers that only fire it.
+  for (const [input, name] of [[since, "since"], [until, "until"]] as const) {
+    const send = (): void => {
+      if (input.value !== (model.get(name) || "").slice(0, 10)) setTrait(name, input.value);
+    };
+    input.addEventListener("input", send);
+    input.addEventListener("change", send);
+  }
   modelSelect.addEventListener("change", () => setTrait("model", modelSelect.value));
   notebookSelect.addEventListener("change", () => setTrait("notebook", notebookSelect.value === ALL ? null : notebookSelect.value === OUTSIDE ? "" : notebookSelect.value));
   groupSelect.addEventListener("change", () => setTrait("group_by", groupSelect.value));
@@ -308,21 +315,33 @@ const render: Render<PanelModel> = ({ model, el: root }) => {
     error.textContent = message ? `Could not update: ${message}` : "";
   };
 
+  // Controls follow the traits, but are only rewritten when what they show changed: a redraw
+  // must not wipe a date being typed or close an open list.
+  let shown = { since: "", until: "", facets: "" };
   const syncControls = (s: Summary | null): void => {
-    since.value = (model.get("since") || "").slice(0, 10);
-    until.value = (model.get("until") || "").slice(0, 10);
-    const chosenModel = model.get("model") || "";
+    for (const [input, name] of [[since, "since"], [until, "until"]] as const) {
+      const value = (model.get(name) || "").slice(0, 10);
+      if (value !== shown[name]) {
+        input.value = value;
+        shown = { ...shown, [name]: value };
+      }
+    }
     const models = s ? s.facets.models : [];
-    modelSelect.replaceChildren(option(ALL, "All models", chosenModel === ""), ...models.map((m) => option(m, m, m === chosenModel)));
-    if (chosenModel && !models.includes(chosenModel)) modelSelect.append(option(chosenModel, chosenModel, true));
-    const nb = model.get("notebook");
     const notebooks = s ? s.facets.notebooks : [];
-    notebookSelect.replaceChildren(
-      option(ALL, "All notebooks", nb === null || nb === undefined),
-      option(OUTSIDE, "(outside notebooks)", nb === ""),
-      ...notebooks.map((n) => option(n, n, n === nb)),
-    );
-    if (nb && !notebooks.includes(nb)) notebookSelect.append(option(nb, nb, true));
+    const chosenModel = model.get("model") || "";
+    const nb = model.get("notebook");
+    const facets = JSON.stringify([models, notebooks, chosenModel, nb]);
+    if (facets !== shown.facets) {
+      shown = { ...shown, facets };
+      modelSelect.replaceChildren(option(ALL, "All models", chosenModel === ""), ...models.map((m) => option(m, m, m === chosenModel)));
+      if (chosenModel && !models.includes(chosenModel)) modelSelect.append(option(chosenModel, chosenModel, true));
+      notebookSelect.replaceChildren(
+        option(ALL, "All notebooks", nb === null || nb === undefined),
+        option(OUTSIDE, "(outside notebooks)", nb === ""),
+        ...notebooks.map((n) => option(n, n, n === nb)),
+      );
+      if (nb && !notebooks.includes(nb)) notebookSelect.append(option(nb, nb, true));
+    }
     groupSelect.value = model.get("group_by") || "model";
   };
 
