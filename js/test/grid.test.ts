@@ -228,6 +228,12 @@ describe("grid widget", () => {
     expect(el.querySelector(".llm-grid-diff del")?.textContent).toBe("Paris");
     expect(el.querySelector(".llm-grid-diff ins")?.textContent).toBe("Lyon");
 
+    // Enter on an output opens it in the panel (keyboard users have no click)
+    const out = el.querySelector('.llm-grid-cell[data-index="3"] .llm-grid-out') as HTMLElement;
+    out.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", bubbles: true }));
+    expect(el.querySelector(".llm-grid-panel-title")?.textContent).toBe("input 2 · loop/m1");
+    expect(el.querySelector(".llm-grid-checks")?.textContent).toContain("✗ c — no");
+
     const filter = el.querySelector('select[aria-label="Filter rows"]') as HTMLSelectElement;
     filter.value = "failed";
     filter.dispatchEvent(new Event("change"));
@@ -257,6 +263,10 @@ describe("grid widget", () => {
       return "blob:fake";
     });
     URL.revokeObjectURL = vi.fn();
+    const downloads: string[] = [];
+    const click = vi.spyOn(HTMLAnchorElement.prototype, "click").mockImplementation(function (this: HTMLAnchorElement) {
+      downloads.push(this.download);
+    });
     const { el, fromPython, unmount } = await mounted(spec, [cell(0)], {
       export: (p) => ({ filename: `comparison-test.${p.format}`, mime: "text/csv", content: "prompt,model\n" }),
     });
@@ -272,6 +282,8 @@ describe("grid widget", () => {
     });
     expect(text).toBe("prompt,model\n");
     expect(created[0]!.type).toBe("text/csv");
+    expect(downloads).toEqual(["comparison-test.csv"]);
+    click.mockRestore();
     await unmount();
   });
 });

@@ -128,6 +128,13 @@ export class GridView {
     });
     on(toolbar, "click", (e: Event) => this.onToolbar(e));
     on(this.body, "click", (e: Event) => this.onCellClick(e));
+    on(this.body, "keydown", (e: KeyboardEvent) => {
+      const target = e.target as HTMLElement;
+      if (e.key === "Enter" && target.dataset.action === "focus") {
+        e.preventDefault();
+        this.onCellClick(e);
+      }
+    });
     on(this.panel, "click", (e: Event) => this.onPanelClick(e));
     on(this.scroller, "scroll", () => this.schedule());
     const onSpec = (): void => {
@@ -332,6 +339,8 @@ export class GridView {
     });
     const out = h(d, "div", "llm-grid-out");
     out.dataset.action = "focus";
+    out.tabIndex = 0; // Enter opens the cell in the panel, like a click
+    out.title = "Open this cell below: whole output, checks, score and comment";
     if (!c || c.status === "pending") {
       out.append(h(d, "span", "llm-muted", "…"));
     } else if (c.status === "error") {
@@ -423,7 +432,7 @@ export class GridView {
       const ops = wordDiff(ca?.output ?? "", cb?.output ?? "");
       const stats = diffStats(ops);
       const title = h(d, "div", "llm-grid-panel-title");
-      title.append(h(d, "del", "llm-diff-del", this.describe(a)), d.createTextNode("  →  "), h(d, "ins", "llm-diff-ins", this.describe(b)));
+      title.append(h(d, "span", "llm-grid-fail", `− ${this.describe(a)}`), d.createTextNode("   "), h(d, "span", "llm-grid-pass", `+ ${this.describe(b)}`));
       const meta = h(d, "div", "llm-muted llm-grid-diffstats", stats.removed || stats.added ? `${stats.removed} word(s) removed, ${stats.added} added` : "The outputs are the same.");
       const body = h(d, "div", "llm-grid-diff");
       renderDiff(body, ops);

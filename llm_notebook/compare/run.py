@@ -1,0 +1,227 @@
+"""Running a grid's cells through the batch engine, and reporting them as they finish.
+
+Cells are grouped by model (and options: saved templates may carry their own), one batch run
+(llm_notebook.batch.engine.BatchRun) per group, all groups at once: each run brings the engine's
+concurrency, pacing (rpm/tpm per model), retry policy, cache and log rows. The engine has no
+per-row callback, so a watcher reads each run's per-row state (`status`, `texts`, `errors`,
+`call_ids`) every SCAN_SECONDS and hands the cells that finished to the grid; a cell's tokens,
+cost and latency come from its call row once the engine has flushed it (for a cache hit: the
+call that made the cached answer). When every group is done, the LLM-judged checks (rubrics)
+run as batch runs of their own, one call per distinct request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+
+from ..batch import api as batch_api
+from . import store
+
+SCAN_SECONDS = 0.1
+STOPPED = "stopped"
+_ROW_PREFIX = re.compile(r"^row \d+: ")
+
+
+class _Group:
+    """The cells one batch run sends."""
+
+    def __init__(self, cells: list, run):
+        self.cells = cells
+        self.run = run
+        self.reported: set[int] = set()
+        self.finished = False
+
+
+def _options_key(options: dict) -> str:
+    return json.dumps(options, sort_keys=True, default=str)
+
+
+def _run_kwargs(run_options: dict) -> dict:
+    return {k: run_options.get(k) for k in ("concurrency", "rpm", "tpm")}
+
+
+class Execution:
+    """One pass over some of a grid's cells (their calls, then their checks)."""
+
+    def __init__(self, grid, cells: list, *, cache: bool, calls: bool = True):
+        self.grid = grid
+        self.session = grid.session
+        self.cells = cells
+        self.cache = cache
+        self.groups: list[_Group] = []
+        self.judge_runs: list = []
+        self.stopping = False
+        self._lock: asyncio.Lock | None = None
+        if not calls:
+            return
+        by_request: dict[tuple, list] = {}
+        for cell in cells:
+            if cell.messages is not None:
+                by_request.setdefault((cell.model, _options_key(cell.options)), []).append(cell)
+        budget = grid.run_options.get("budget")
+        share = None if budget is None or not by_request else budget / len(by_request)
+        # Everything that can fail before a call (options, budget, concurrency) fails here.
+        for (model, _), group in by_request.items():
+            run, _ = batch_api.prepare(self.session, prompts=[c.messages for c in group],
+                                       model=model, options=dict(group[0].options), cache=cache,
+                                       budget=share, **_run_kwargs(grid.run_options))
+            self.groups.append(_Group(group, run))
+
+    @property
+    def spent(self) -> float:
+        """USD spent by this pass's calls (cache hits cost nothing)."""
+        runs = [g.run for g in self.groups] + self.judge_runs
+        return sum(r.counters["cost"] for r in runs)
+
+    def stop(self) -> None:
+        """(loop thread) Start no more calls; calls in flight finish and are reported."""
+        self.stopping = True
+        for r in [g.run for g in self.groups] + self.judge_runs:
+            r.cancel()
+
+    async def run(self) -> None:
+        self._lock = asyncio.Lock()
+        tasks = [asyncio.ensure_future(self._run_group(g)) for g in self.groups]
+        watcher = asyncio.ensure_future(self._watch())
+        try:
+            await asyncio.gather(*tasks)
+            # Judged once all answers are in: equal requests judged once, and no two judge runs
+            # with the same requests at the same time.
+            await self._judge(self.cells)
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+            for g in self.groups:  # report whatever is left (e.g. after Ctrl-C)
+                g.finished = True
+                await self._scan(g)
+
+    async def _run_group(self, group: _Group) -> None:
+        try:
+            await group.run.run()
+        finally:
+            group.finished = True
+            await self._scan(group)
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(SCAN_SECONDS)
+            for group in self.groups:
+                if not group.finished:
+                    await self._scan(group)
+
+    # -- reporting cells --------------------------------------------------------------------
+
+    async def _scan(self, group: _Group) -> None:
+        async with self._lock:
+            run, final = group.run, group.finished
+            ready = []
+            for j in range(len(group.cells)):
+                if j in group.reported:
+                    continue
+                status = run.status[j]
+                if status is None and not final:
+                    continue
+                # A call's numbers are readable once the engine has written its row.
+                waits_for_row = (status is not None and run.call_ids[j] is None and not final
+                                 and not (status == "error" and not run.attempts.get(j)))
+                if not waits_for_row:
+                    ready.append(j)
+            if not ready:
+                return
+            ids = [run.call_ids[j] for j in ready if run.call_ids[j] is not None]
+            metrics = {}
+            if ids:
+                loop = asyncio.get_running_loop()
+                metrics = await loop.run_in_executor(None, store.call_metrics, self.session.log, ids)
+            done = []
+            for j in ready:
+                group.reported.add(j)
+                cell = group.cells[j]
+                _take(cell, run, j, metrics.get(run.call_ids[j]) if run.call_ids[j] else None)
+                done.append(cell)
+            self.grid._cells_done(done, judged_later=bool(self.grid.judged_checks))
+
+    # -- LLM-judged checks ------------------------------------------------------------------
+
+    async def _judge(self, cells: list) -> None:
+        rubrics = self.grid.judged_checks
+        todo = [c for c in cells if c.status == "ok"]
+        if not rubrics or not todo:
+            return
+        jobs: dict[tuple, list] = {}
+        for check in rubrics:
+            model = check.model or self.session.default_model()
+            for cell in todo:
+                jobs.setdefault((model, _options_key(check.options)), []).append((cell, check))
+        await asyncio.gather(*(self._judge_group(model, pairs) for (model, _), pairs in jobs.items()))
+
+    async def _judge_group(self, model: str, pairs: list) -> None:
+        check = pairs[0][1]
+        # Cells with the same request and output (e.g. two models that answered alike) share
+        # one judge call.
+        requests: dict[str, list] = {}
+        for cell, c in pairs:
+            messages = c.messages(self.grid._check_view(cell))
+            key = json.dumps(messages, sort_keys=True)
+            requests.setdefault(key, [messages, []])[1].append((cell, c))
+        unique = list(requests.values())
+        try:
+            if self.stopping:
+                raise RuntimeError("the run was stopped")
+            run, _ = batch_api.prepare(self.session, model=model, cache=self.cache,
+                                       prompts=[messages for messages, _ in unique],
+                                       options=dict(check.options), **_run_kwargs(self.grid.run_options))
+            self.judge_runs.append(run)
+            await run.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the judge could not run at all: every verdict says why
+            verdicts = [(False, f"not judged: {_one_line(exc)}")] * len(unique)
+        else:
+            verdicts = [_verdict(run, j, owners[0][1]) for j, (_, owners) in enumerate(unique)]
+        self.grid._verdicts([(cell, c.name, verdict) for (_, owners), verdict in zip(unique, verdicts)
+                             for cell, c in owners])
+
+
+def _verdict(run, j: int, check) -> tuple[bool, str]:
+    if run.status[j] == "ok":
+        return check.verdict(run.texts[j] or "")
+    if run.status[j] == "error":
+        message = _ROW_PREFIX.sub("", run.errors.get(j, ("", "failed"))[1])
+        return False, f"the judge's call failed: {message}"
+    return False, "not judged: the run was stopped"
+
+
+def _take(cell, run, j: int, metrics: dict | None) -> None:
+    """Copy row j of a batch run into its cell."""
+    status = run.status[j]
+    cell.call_id = run.call_ids[j]
+    if status == "ok":
+        cell.status, cell.output = "ok", run.texts[j] or ""
+        cell.error = cell.error_kind = None
+    elif status == "error":
+        kind, message = run.errors.get(j, ("error", "failed"))
+        cell.status, cell.error_kind, cell.error = "error", kind, _ROW_PREFIX.sub("", message)
+        cell.output = run.texts[j]
+    else:
+        cell.status, cell.error_kind = "error", STOPPED
+        cell.error = "not sent: the run was stopped; grid.rerun() sends it"
+    cell.cached = j in run.cached
+    if metrics:
+        cell.input_tokens = metrics["input_tokens"]
+        cell.output_tokens = metrics["output_tokens"]
+        cell.cost = metrics["cost"]
+        cell.latency = None if metrics["duration_ms"] is None else metrics["duration_ms"] / 1000
+
+
+def _one_line(exc: BaseException) -> str:
+    from ..widgets.streaming import error_line
+
+    return error_line(exc)
