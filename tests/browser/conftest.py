@@ -1,8 +1,8 @@
 """Fixtures of the browser tests: a real `jupyter lab`, Debian's Chromium via Playwright.
 
-- `jupyter_lab` (session): a LabServer (see helpers.py) — .url, .token, .root_dir, .log_path,
+- `jupyter_lab` (package: all of tests/browser/): a LabServer (see helpers.py) — .url, .token, .root_dir, .log_path,
   .api(method, path), .lab_url(workspace).
-- `browser` (session): Playwright's Chromium at /usr/bin/chromium (`playwright install` cannot
+- `browser` (package): Playwright's Chromium at /usr/bin/chromium (`playwright install` cannot
   download browsers here).
 - `lab_page`: a new page logged in to the lab in a fresh workspace, with
   `request_monitor` and `console_monitor` already attached; kernels it started are shut down
@@ -39,7 +39,10 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API leaves its event loop marked as running in
+# the main thread while it is open, which breaks any later test that runs an event loop itself
+# (pytest-jupyter's server tests, IPython shells). Everything closes when tests/browser/ ends.
+@pytest.fixture(scope="package")
 def jupyter_lab(tmp_path_factory):
     server = helpers.LabServer(tmp_path_factory.mktemp("jupyter-lab"))
     server.start()
@@ -49,7 +52,7 @@ def jupyter_lab(tmp_path_factory):
         server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def _playwright():
     from playwright.sync_api import sync_playwright
 
@@ -57,7 +60,7 @@ def _playwright():
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(_playwright):
     chromium = _playwright.chromium.launch(
         executable_path=helpers.CHROMIUM_PATH,

@@ -1,0 +1,389 @@
+"""REST handlers under `<base_url>/llm-notebook/api/`, read by the JupyterLab sidebar.
+
+All are GET, authenticated, and read the same SQLite log the kernels write. Parameters are
+validated (params.py): a bad one answers 400 with `{"message": ...}`, never a 500. Queries run
+on a small thread pool so a slow disk never blocks the server's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import sqlite3
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
+
+import tornado.web
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.utils import url_path_join
+
+from ..errors import LogUnavailable
+from . import queries
+from .params import BadParam, Param, choice, integer, parse_query, text, timestamp
+
+API_PREFIX = "llm-notebook/api"
+DEFAULT_PREVIEW = 400
+_CONVERSATION_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+_log = logging.getLogger("llm_notebook.server")
+
+
+class LogAccess:
+    """The server's one connection to the log, opened on first use, used from a thread pool."""
+
+    def __init__(self, path: str, root_dir: str):
+        self.path = path
+        self.root_dir = os.path.abspath(os.path.expanduser(root_dir or os.getcwd()))
+        self._log = None
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="llm-notebook-log")
+
+    def _get(self):
+        with self._lock:
+            if self._log is None:
+                from ..log import Log
+
+                self._log = Log(self.path)
+            return self._log
+
+    async def run(self, fn: Callable, *args, **kwargs) -> Any:
+        def job():
+            return fn(self._get(), *args, **kwargs)
+
+        return await asyncio.get_running_loop().run_in_executor(self._pool, job)
+
+    # Kernels log the notebook's absolute path (jupyter_server's JPY_SESSION_NAME); the lab
+    # speaks in paths relative to the server's root dir.
+    def absolute_notebook(self, path: str | None) -> str | None:
+        if path is None or os.path.isabs(path):
+            return path
+        return os.path.normpath(os.path.join(self.root_dir, path))
+
+    def relative_notebook(self, path: str | None) -> str | None:
+        if not path or not os.path.isabs(path):
+            return path
+        rel = os.path.relpath(path, self.root_dir)
+        return path if rel.startswith("..") else rel.replace(os.sep, "/")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            if self._log is not None:
+                self._log.close()
+                self._log = None
+
+
+class _LogHandler(APIHandler):
+    """Validated params in, JSON out; every route of the extension derives from this."""
+
+    accepted: tuple[Param, ...] = ()
+
+    @property
+    def access(self) -> LogAccess:
+        return self.settings["llm_notebook_log"]
+
+    def params(self) -> dict[str, Any]:
+        return parse_query(self.request.query_arguments, self.accepted)
+
+    def reply(self, payload: Any) -> None:
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(json.dumps(payload, ensure_ascii=False, default=str))
+
+    def fail(self, status: int, message: str) -> None:
+        self.set_status(status)
+        self.reply({"message": message})
+
+    async def answer(self, produce: Callable[[], Any]) -> None:
+        """Run `produce` (a coroutine function) and reply with its result or a clean error."""
+        try:
+            self.reply(await produce())
+        except BadParam as exc:
+            self.fail(400, str(exc))
+        except _NotFound as exc:
+            self.fail(404, str(exc))
+        except sqlite3.OperationalError as exc:
+            if "fts5" in str(exc).lower() or "match" in str(exc).lower():
+                self.fail(400, "the search text could not be used; try plain words")
+            else:
+                self._unavailable(exc)
+        except LogUnavailable as exc:  # its message already names the path and the fix
+            _log.warning("llm-notebook: %s", exc)
+            self.fail(503, str(exc))
+        except (sqlite3.Error, OSError) as exc:  # not a database, disk full, ...
+            self._unavailable(exc)
+
+    def _unavailable(self, exc: Exception) -> None:
+        _log.warning("llm-notebook: reading the log %s failed: %s", self.access.path, exc)
+        self.fail(503, f"the log at {self.access.path} could not be read ({exc}); check "
+                       "c.LLMNotebook.log_path or $LLM_NOTEBOOK_LOG")
+
+    def write_error(self, status_code: int, **kwargs) -> None:
+        # Never send a traceback to the browser (APIHandler would for unexpected errors).
+        self.set_header("Content-Type", "application/json")
+        reason = self._reason if status_code != 500 else "internal error; see the server log"
+        self.finish(json.dumps({"message": reason}))
+
+
+class _NotFound(LookupError):
+    pass
+
+
+def _preview(value: str | None, limit: int) -> str | None:
+    if value is None or limit == 0 or len(value) <= limit:
+        return value
+    return value[:limit] + "…"
+
+
+def _visible_call(access: LogAccess, row: dict) -> dict:
+    call = {k: row.get(k) for k in queries.CALL_FIELDS if k in row}
+    call["notebook"] = access.relative_notebook(call.get("notebook"))
+    return call
+
+
+class StatusHandler(_LogHandler):
+    """Where the log is, and markers that change when calls or templates are added."""
+
+    @tornado.web.authenticated
+    async def get(self):
+        async def produce():
+            self.params()
+            from .. import __version__
+
+            marker = await self.access.run(queries.change_marker)
+            return {"version": __version__, "log_path": self.access.path, **marker}
+
+        await self.answer(produce)
+
+
+class HistoryHandler(_LogHandler):
+    accepted = (
+        Param("search", text(500)),
+        Param("model", text(300)),
+        Param("notebook", text(4096)),
+        Param("conversation", text(128)),
+        Param("limit", integer(1, 500), 50),
+        Param("offset", integer(0, 10**9), 0),
+        Param("preview", integer(0, 1_000_000), DEFAULT_PREVIEW),
+    )
+
+    @tornado.web.authenticated
+    async def get(self):
+        async def produce():
+            p = self.params()
+            rows = await self.access.run(
+                lambda log: log.history_rows(
+                    search=p["search"], model=p["model"],
+                    notebook=self.access.absolute_notebook(p["notebook"]),
+                    conversation_id=p["conversation"], limit=p["limit"] + 1, offset=p["offset"]))
+            has_more = len(rows) > p["limit"]
+            out = []
+            for row in rows[:p["limit"]]:
+                call = _visible_call(self.access, row)
+                call["prompt"] = _preview(call.get("prompt"), p["preview"])
+                call["response"] = _preview(call.get("response"), p["preview"])
+                out.append(call)
+            return {"rows": out, "limit": p["limit"], "offset": p["offset"], "has_more": has_more}
+
+        await self.answer(produce)
+
+
+class FacetsHandler(_LogHandler):
+    """The models and notebooks found in the log (for the sidebar's filters)."""
+
+    @tornado.web.authenticated
+    async def get(self):
+        async def produce():
+            self.params()
+            found = await self.access.run(queries.facets)
+            found["notebooks"] = [self.access.relative_notebook(n) for n in found["notebooks"]]
+            return found
+
+        await self.answer(produce)
+
+
+class CallHandler(_LogHandler):
+    """One call in full, with the thread of calls leading to it (oldest first)."""
+
+    @tornado.web.authenticated
+    async def get(self, call_id: str):
+        async def produce():
+            self.params()
+            number = integer(1)("call id", call_id)
+            call = await self.access.run(queries.call_detail, number)
+            if call is None:
+                raise _NotFound(f"no call {number} in the log")
+            thread = await self.access.run(lambda log: log.thread(number))
+            call["notebook"] = self.access.relative_notebook(call.get("notebook"))
+            return {"call": call, "thread": [_visible_call(self.access, r) for r in thread]}
+
+        await self.answer(produce)
+
+
+class ConversationsHandler(_LogHandler):
+    accepted = (Param("limit", integer(1, 500), 50),)
+
+    @tornado.web.authenticated
+    async def get(self):
+        async def produce():
+            p = self.params()
+
+            def load(log):
+                rows = log.conversations(limit=p["limit"])
+                titles = queries.conversation_titles(log, [r["id"] for r in rows])
+                for r in rows:
+                    r["title"] = _preview(titles.get(r["id"]), DEFAULT_PREVIEW)
+                return rows
+
+            return {"conversations": await self.access.run(load)}
+
+        await self.answer(produce)
+
+
+class ConversationHandler(_LogHandler):
+    """A conversation and the thread of its current branch."""
+
+    @tornado.web.authenticated
+    async def get(self, conversation_id: str):
+        async def produce():
+            self.params()
+            if not _CONVERSATION_ID.fullmatch(conversation_id):
+                raise BadParam("a conversation id is 1-128 letters, digits, '_', '-', '.' or ':'")
+
+            def load(log):
+                conv = log.conversation(conv_id=conversation_id)
+                head = conv["head_id"] if conv else None
+                if head is None:
+                    head = queries.conversation_head(log, conversation_id)
+                if conv is None and head is None:
+                    raise _NotFound(f"no conversation {conversation_id} in the log")
+                return conv, log.thread(head)
+
+            conv, thread = await self.access.run(load)
+            return {"conversation": conv or {"id": conversation_id},
+                    "thread": [_visible_call(self.access, r) for r in thread]}
+
+        await self.answer(produce)
+
+
+_USAGE_TOTALS = ("calls", "input_tokens", "output_tokens", "cost", "unpriced", "errors", "cached")
+
+
+def _totals(rows: list[dict]) -> dict:
+    out = {k: 0 for k in _USAGE_TOTALS}
+    for r in rows:
+        for k in _USAGE_TOTALS:
+            out[k] += r.get(k) or 0
+    return out
+
+
+class UsageHandler(_LogHandler):
+    accepted = (
+        Param("by", choice(("model", "day", "hour", "notebook")), "model"),
+        Param("since", timestamp),
+        Param("until", timestamp),
+        Param("model", text(300)),
+        Param("notebook", text(4096)),
+    )
+
+    @tornado.web.authenticated
+    async def get(self):
+        async def produce():
+            p = self.params()
+            if p["since"] is not None and p["until"] is not None and p["since"] > p["until"]:
+                raise BadParam("'since' is after 'until'")
+            rows = await self.access.run(lambda log: log.usage_rows(
+                by=p["by"], since=p["since"], until=p["until"], model=p["model"],
+                notebook=self.access.absolute_notebook(p["notebook"])))
+            if p["by"] == "notebook":
+                for r in rows:
+                    r["grp"] = self.access.relative_notebook(r["grp"]) or None
+            return {"by": p["by"], "rows": rows}
+
+        await self.answer(produce)
+
+
+class UsageSummaryHandler(_LogHandler):
+    """Totals for today (all notebooks), and for one notebook today and in all."""
+
+    accepted = (Param("day_start", timestamp), Param("notebook", text(4096)))
+
+    @tornado.web.authenticated
+    async def get(self):
+        async def produce():
+            p = self.params()
+            # The browser sends its local midnight; without it, today starts at UTC midnight.
+            day_start = p["day_start"] if p["day_start"] is not None else (time.time() // 86400) * 86400
+            notebook = self.access.absolute_notebook(p["notebook"])
+
+            def load(log):
+                today = _totals(log.usage_rows(by="model", since=day_start))
+                if notebook is None:
+                    return today, None, None
+                nb_today = _totals(log.usage_rows(by="model", since=day_start, notebook=notebook))
+                nb_all = _totals(log.usage_rows(by="model", notebook=notebook))
+                return today, nb_today, nb_all
+
+            today, nb_today, nb_all = await self.access.run(load)
+            return {"day_start": day_start, "today": today,
+                    "notebook": self.access.relative_notebook(notebook),
+                    "notebook_today": nb_today, "notebook_total": nb_all}
+
+        await self.answer(produce)
+
+
+class TemplatesHandler(_LogHandler):
+    """The latest version of every saved prompt template (llm_notebook.templates)."""
+
+    accepted = (Param("tag", text(100)),)
+
+    @tornado.web.authenticated
+    async def get(self):
+        async def produce():
+            p = self.params()
+            return {"templates": await self.access.run(_templates, p["tag"])}
+
+        await self.answer(produce)
+
+
+def _templates(log, tag: str | None) -> list[dict]:
+    try:
+        from .. import template_store
+        from ..templates import Template
+    except ImportError:  # a build without the template library
+        return []
+    out = []
+    for row in template_store.latest_all(log, tag):
+        try:
+            variables = Template.from_row(row).variables
+        except Exception:  # a row another version wrote and this one cannot read: still list it
+            variables = []
+        out.append({
+            "name": row["name"], "version": row["version"], "versions": row.get("versions"),
+            "prompt": row["prompt"], "system": row.get("system"), "model": row.get("model"),
+            "tags": row.get("tags") or [], "defaults": row.get("defaults") or {},
+            "variables": variables, "updated": row.get("created"),
+        })
+    return out
+
+
+ROUTES: list[tuple[str, type[_LogHandler]]] = [
+    (r"/status", StatusHandler),
+    (r"/history", HistoryHandler),
+    (r"/facets", FacetsHandler),
+    (r"/calls/([^/]+)", CallHandler),
+    (r"/conversations", ConversationsHandler),
+    (r"/conversations/([^/]+)", ConversationHandler),
+    (r"/usage", UsageHandler),
+    (r"/usage/summary", UsageSummaryHandler),
+    (r"/templates", TemplatesHandler),
+]
+
+
+def handlers(base_url: str) -> list[tuple[str, type[_LogHandler]]]:
+    prefix = url_path_join(base_url, API_PREFIX)
+    return [(prefix + pattern, handler) for pattern, handler in ROUTES]

@@ -1,0 +1,1 @@
+"""Tests of the Jupyter server extension (REST handlers) under pytest-jupyter."""
