@@ -69,7 +69,7 @@ class LLMNotebook(Configurable):
 
     @validate("timeout", "deadline")
     def _positive(self, proposal):
-        if proposal["value"] <= 0:
+        if not proposal["value"] > 0:  # (NaN too)
             raise TraitError(f"{proposal['trait'].name} must be a positive number of seconds")
         return proposal["value"]
 
@@ -81,7 +81,7 @@ class LLMNotebook(Configurable):
 
     @validate("budget_session", "budget_day")
     def _budget(self, proposal):
-        if proposal["value"] < 0:
+        if not proposal["value"] >= 0:  # (NaN too: it would silently mean "no limit")
             raise TraitError(f"{proposal['trait'].name} must be 0 (no limit) or a positive USD amount")
         return proposal["value"]
 

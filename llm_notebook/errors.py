@@ -54,6 +54,20 @@ class LocalModelUnavailable(LLMError):
         super().__init__(message, kind=CONFIG)
 
 
+class BadOptionError(LLMError, ValueError):
+    """A call option no provider could accept (e.g. temperature=NaN); nothing was sent."""
+
+    def __init__(self, message: str):
+        super().__init__(message, kind=CONFIG)
+
+
+class LogUnavailable(LLMError):
+    """The log file cannot be opened or created where LLMNotebook.log_path points."""
+
+    def __init__(self, message: str):
+        super().__init__(message, kind=CONFIG)
+
+
 class BudgetExceeded(LLMError):
     def __init__(self, message: str):
         super().__init__(message, kind=BUDGET)

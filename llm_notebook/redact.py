@@ -59,3 +59,43 @@ def redact(text: str) -> str:
         else:
             text = pattern.sub(MASK, text)
     return text
+
+
+# Headers whose value is a credential (sent in a call's extra_headers/headers options).
+_SECRET_HEADER = re.compile(r"(?i)^(proxy-)?authorization$|api[-_]?key|token|secret|cookie|password")
+# Options that are credentials themselves: sent to the provider, never logged.
+SECRET_OPTIONS = frozenset({"api_key"})
+
+
+def register_options(options: dict | None) -> None:
+    """Remember the credentials a call's options carry: `api_key`, and the values of
+    authorization/key headers in `extra_headers`/`headers` (with or without "Bearer ")."""
+    if not options:
+        return
+    key = options.get("api_key")
+    if isinstance(key, str):
+        register(key)
+    for name in ("extra_headers", "headers"):
+        headers = options.get(name)
+        if not isinstance(headers, dict):
+            continue
+        for header, value in headers.items():
+            if isinstance(value, str) and _SECRET_HEADER.search(str(header)):
+                register(value)
+                scheme, _, credential = value.strip().partition(" ")
+                if credential:
+                    register(credential.strip())
+
+
+def loggable_options(options: dict) -> dict:
+    """A call's options as they may be logged: no credential options, every string redacted."""
+    def clean(value):
+        if isinstance(value, str):
+            return redact(value)
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        return value
+
+    return {k: clean(v) for k, v in options.items() if k not in SECRET_OPTIONS}

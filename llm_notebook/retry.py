@@ -31,6 +31,7 @@ class RetryState:
     policy: RetryPolicy
     deadline_at: float
     attempts: int = 0
+    last_error: LLMError | None = None
 
     def remaining(self) -> float:
         return self.deadline_at - time.monotonic()
@@ -39,13 +40,24 @@ class RetryState:
         """Timeout of the next attempt: the per-attempt timeout, cut to the deadline."""
         left = self.remaining()
         if left <= 0:
+            last = self.last_error
+            if last is not None:
+                # The deadline ran out while waiting to retry: the call failed because of its
+                # last error (a 500, a 429...), and that is the kind to log, not a timeout.
+                raise LLMError(f"{last.message} (gave up after {self.attempts} attempt(s): the "
+                               f"{self.policy.deadline:g} s deadline passed; raise "
+                               "LLMNotebook.deadline to wait longer)",
+                               kind=last.kind, status=last.status, partial=last.partial)
             raise LLMError(f"call gave up after its {self.policy.deadline:g} s deadline "
                            f"({self.attempts} attempt(s)); raise LLMNotebook.deadline to wait longer",
                            kind=TIMEOUT)
         return min(self.policy.timeout, left)
 
     def next_delay(self, error: LLMError) -> float | None:
-        """Seconds to wait before retrying `error`, or None if it must not be retried."""
+        """Seconds to wait before retrying `error`, or None if it must not be retried.
+
+        The caller keeps `attempts` current (attempts made so far)."""
+        self.last_error = error
         if not error.retryable or self.attempts > self.policy.max_retries:
             return None
         backoff = min(self.policy.max_delay, self.policy.base_delay * 2 ** (self.attempts - 1))

@@ -219,6 +219,22 @@ describe("renderMarkdown", () => {
     expect(el.textContent).toContain("start");
   });
 
+  it.each([
+    ["an unclosed <script>", "Put code in a <script> tag. AFTER"],
+    ["an unclosed <style>", "A <style> block. AFTER"],
+    ["an unclosed <textarea>", "Use <textarea> for input. AFTER"],
+    ["an unclosed <title>", "Set the <title> of the page. AFTER"],
+    ["<plaintext>", "The <plaintext> tag is obsolete. AFTER"],
+    ["an unclosed math/style mXSS", "<math><mtext><table><mglyph><style><img src=x onerror=alert(1)>\n\nAFTER"],
+    ["an unclosed <svg>", "Draw it in an <svg> element. AFTER"],
+  ])("keeps the rest of the answer after %s", (_name, text) => {
+    // Found by tests/reliability (suite 9): the parser read the rest as the element's raw text
+    // and the sanitizer dropped it with the element.
+    const el = render(text);
+    expectInert(el);
+    expect(el.textContent).toContain("AFTER");
+  });
+
   it("renders to a string and to an inert fragment", () => {
     expect(renderMarkdownToHtml("*hi*")).toBe("<p><em>hi</em></p>\n");
     const fragment = renderMarkdown("<img src=https://evil.example/x.png alt=a>");

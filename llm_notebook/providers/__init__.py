@@ -79,6 +79,9 @@ def known_providers() -> set[str]:
 
 def resolve(model: str, *, endpoints: dict[str, Endpoint], aliases: dict[str, str],
             options: dict | None = None) -> Route:
+    if not isinstance(model, str):
+        raise UnknownModelError(f"a model id is a string such as 'openai/gpt-4o-mini' or "
+                                f"'local/smollm2', not {type(model).__name__}")
     seen = []
     while model in aliases:
         if model in seen:
@@ -86,6 +89,10 @@ def resolve(model: str, *, endpoints: dict[str, Endpoint], aliases: dict[str, st
         seen.append(model)
         model = aliases[model]
     options = options or {}
+    from .. import redact
+
+    redact.register_options(options)   # a per-call key (or auth header) is as secret as a configured one
+    _check_finite(options)
     prefix, _, rest = model.partition("/")
     if prefix == "local":
         if rest not in LOCAL_MODELS:
@@ -102,10 +109,6 @@ def resolve(model: str, *, endpoints: dict[str, Endpoint], aliases: dict[str, st
         raise UnknownModelError(_unknown_model_message(model, endpoints, aliases))
     base_url = options.get("api_base") or options.get("base_url")
     api_key = options.get("api_key")
-    if api_key:
-        from .. import redact
-
-        redact.register(api_key)   # a per-call key is as secret as a configured one
     if not base_url and not api_key and not keys.has_key(provider):
         env = " or ".join(keys.env_vars_for(provider))
         raise MissingKeyError(
@@ -115,6 +118,30 @@ def resolve(model: str, *, endpoints: dict[str, Endpoint], aliases: dict[str, st
                  base_url=base_url, api_key=api_key or keys.get_key(provider))
 
 
+def _check_finite(options: dict) -> None:
+    """NaN and infinity have no JSON form: the lean client would send invalid JSON and a
+    provider answer with an obscure 400, so such an option is refused before any call."""
+    import json
+    import math
+
+    from ..errors import BadOptionError
+
+    for name, value in options.items():
+        if isinstance(value, float):
+            bad = not math.isfinite(value)
+        elif isinstance(value, (dict, list, tuple)):
+            try:
+                json.dumps(value, allow_nan=False, default=str)
+                bad = False
+            except ValueError:
+                bad = True
+        else:
+            bad = False
+        if bad:
+            raise BadOptionError(f"option {name}={value!r} holds NaN or an infinite number, "
+                                 "which cannot be sent; use a finite number")
+
+
 def _unknown_model_message(model: str, endpoints: dict, aliases: dict) -> str:
     names = list(aliases) + [f"{e}/" for e in endpoints] + ["local/smollm2"]
     names += list(pricing.price_map())
@@ -122,6 +149,19 @@ def _unknown_model_message(model: str, endpoints: dict, aliases: dict) -> str:
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     return (f"unknown model {model!r}.{hint} Use a litellm id such as 'openai/gpt-4o-mini', "
             f"'local/smollm2', an alias, or add an endpoint with add_endpoint().")
+
+
+async def prepare(route: Route) -> None:
+    """Load what a route needs before a call's deadline starts. litellm's first import takes
+    3-5 s: counted against a deadline it would fail the first call, and run on the event loop
+    it would stall every other call in flight, so it runs in a thread, outside the clock."""
+    if route.kind == "litellm":
+        from . import litellm_route
+
+        if litellm_route._litellm is None:
+            import asyncio
+
+            await asyncio.get_running_loop().run_in_executor(None, litellm_route.get_litellm)
 
 
 async def run(route: Route, messages: list[dict], options: dict, *, stream: bool,

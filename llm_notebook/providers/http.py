@@ -78,8 +78,11 @@ def classify(status: int, text: str, retry_after: str | None) -> LLMError:
         kind = BAD_REQUEST
     else:
         kind = SERVER
-    return LLMError(f"HTTP {status} from provider: {message[:500]}", kind=kind, status=status,
-                    retry_after=ra)
+    # Redact before cutting: a key cut in half is no longer recognised, and half a key leaks.
+    from ..redact import redact
+
+    return LLMError(f"HTTP {status} from provider: {redact(message)[:500]}", kind=kind,
+                    status=status, retry_after=ra)
 
 
 async def run(route: Route, messages: list[dict], options: dict, *, stream: bool,

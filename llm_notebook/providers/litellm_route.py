@@ -73,7 +73,11 @@ def classify(exc: BaseException, partial: str = "") -> LLMError:
         kind = INVALID_RESPONSE
     else:
         kind = INCOMPLETE if partial else SERVER
-    return LLMError(text[:800], kind=kind, status=status, retry_after=retry_after, partial=partial)
+    # Redact before cutting: a key cut in half is no longer recognised, and half a key leaks.
+    from ..redact import redact
+
+    return LLMError(redact(text)[:800], kind=kind, status=status, retry_after=retry_after,
+                    partial=partial)
 
 
 async def run(route: Route, messages: list[dict], options: dict, *, stream: bool,

@@ -102,6 +102,10 @@ def _params(options: dict) -> dict:
     fmt = options.get("response_format")
     if isinstance(fmt, dict) and fmt.get("type") in ("json_object", "json_schema"):
         params["response_format"] = {"type": "json_object"}
+        # llama.cpp turns a JSON schema into a grammar: the reply then has the schema's shape.
+        schema = (fmt.get("json_schema") or {}).get("schema") if fmt["type"] == "json_schema" else None
+        if isinstance(schema, dict):
+            params["response_format"]["schema"] = schema
     return params
 
 

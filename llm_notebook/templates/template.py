@@ -100,7 +100,8 @@ def _missing_message(template: str, missing: list[str], available: list[str]) ->
 
 def check_name(name: Any) -> str:
     if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-        raise TemplateError(f"{NAME_RULE}; got {name!r}")
+        shown = repr(name[:60]) + "…" if isinstance(name, str) and len(name) > 60 else repr(name)
+        raise TemplateError(f"{NAME_RULE}; got {shown}")
     return name
 
 

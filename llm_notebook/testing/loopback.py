@@ -68,6 +68,10 @@ DEFAULT_SETTINGS: dict = {
     "tpm": None,               # prompt + completion tokens per sliding 60 s window
     "require_key": None,       # if set, other Bearer keys get a 401 echoing them
     "context_window": None,    # if set, longer prompts get context_length_exceeded
+    # rpm/tpm are enforced over a sliding window of this many seconds, scaled to it (rpm=6000
+    # with rate_window=5 admits 500 requests per 5 s), as providers that quantize their
+    # per-minute limits to shorter windows do; tests use it to make a limit bind in seconds.
+    "rate_window": 60.0,
 }
 
 FAULT_KINDS = {"429", "500", "400", "401", "403", "context_window", "stall",
@@ -123,6 +127,11 @@ def validate_settings(updates: dict) -> dict:
     for key, value in updates.items():
         if value is None:
             out[key] = DEFAULT_SETTINGS[key]  # null means "back to the default"
+        elif key == "rate_window":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not 0 < value <= 3600:
+                raise ValueError(f"rate_window must be a number of seconds in (0, 3600], got {value!r}")
+            out[key] = float(value)
         elif key in ("latency", "tokens_per_second"):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ValueError(f"{key} must be a number >= 0, got {value!r}")
@@ -201,7 +210,7 @@ class _Loopback:
         by = self.stats["by_status"]
         by[status] = by.get(status, 0) + 1
 
-    def _record(self, request: web.Request, body, authorization: str | None) -> None:
+    def _record(self, request: web.Request, body, authorization: str | None) -> dict:
         now = time.time()
         stats = self.stats
         stats["requests"] += 1
@@ -209,9 +218,12 @@ class _Loopback:
         model = body.get("model") if isinstance(body, dict) else None
         stats["by_model"][model] = stats["by_model"].get(model, 0) + 1
         headers = {k: v for k, v in request.headers.items() if k.lower() != "authorization"}
-        self.recorded.append({"time": now, "path": request.path, "body": body, "headers": headers,
-                              "authorization": authorization,
-                              "auth_present": authorization is not None})
+        entry = {"time": now, "path": request.path, "body": body, "headers": headers,
+                 "authorization": authorization, "auth_present": authorization is not None}
+        self.recorded.append(entry)
+        # chat() adds the answer's status (and Retry-After) to the entry once it is known.
+        request["loopback_record"] = entry
+        return entry
 
     def _take_fault(self, last_user: str) -> dict | None:
         for i, fault in enumerate(self.faults):
@@ -285,23 +297,27 @@ class _Loopback:
 
     def _admit(self, tokens: int) -> web.Response | None:
         now = time.time()
-        window, cutoff = self.window, now - 60.0
+        span = self.settings["rate_window"]
+        window, cutoff = self.window, now - span
         while window and window[0][0] <= cutoff:
             self.window_tokens -= window.popleft()[1]
         rpm, tpm = self.settings["rpm"], self.settings["tpm"]
+        if span != 60.0:  # the per-minute limits, scaled to the window
+            rpm = rpm and max(1, int(rpm * span / 60.0))
+            tpm = tpm and max(1, int(tpm * span / 60.0))
         if rpm and len(window) >= rpm:
             # The request becomes possible when enough of the oldest ones leave the window.
-            wait = window[len(window) - rpm][0] + 60.0 - now
+            wait = window[len(window) - rpm][0] + span - now
             return self._rate_limited(max(1, math.ceil(wait)), (
                 f"Rate limit reached for requests per min (RPM): Limit {rpm}, Used {len(window)}, "
                 f"Requested 1. Please try again in {max(1, math.ceil(wait))}s."), "requests")
         if tpm and self.window_tokens + tokens > tpm:
-            wait, freed = 60.0, 0
+            wait, freed = span, 0
             if tokens <= tpm:
                 for t, n in window:
                     freed += n
                     if self.window_tokens - freed + tokens <= tpm:
-                        wait = t + 60.0 - now
+                        wait = t + span - now
                         break
             return self._rate_limited(max(1, math.ceil(wait)), (
                 f"Rate limit reached for tokens per min (TPM): Limit {tpm}, Used "
@@ -354,7 +370,13 @@ class _Loopback:
         if self.in_flight > stats["max_in_flight"]:
             stats["max_in_flight"] = self.in_flight
         try:
-            return await self._chat(request)
+            response = await self._chat(request)
+            entry = request.get("loopback_record")
+            if entry is not None and response is not None:
+                entry["status"] = response.status
+                if response.status == 429:
+                    entry["retry_after"] = response.headers.get("Retry-After")
+            return response
         finally:
             self.in_flight -= 1
             self.stats["in_flight"] = self.in_flight
@@ -394,6 +416,7 @@ class _Loopback:
         refused = self._admit(prompt_tokens + len(reply.tokens))
         if refused is not None:
             return refused
+        request["loopback_record"]["usage"] = reply.usage   # what this answer reports
 
         ident = f"chatcmpl-loopback-{next(self.ids)}"
         if body.get("stream"):
@@ -746,7 +769,10 @@ class LoopbackServer:
         self._control("POST", "reset", {})
 
     def requests(self) -> list[dict]:
-        """Recorded chat requests, oldest first (the last MAX_RECORDED)."""
+        """Recorded chat requests, oldest first (the last MAX_RECORDED): time, path, body,
+        headers, and once answered `status`, `retry_after` (the 429's Retry-After header) and
+        `usage` (the token counts the reply reported). A request whose client hung up before
+        the answer has no status."""
         return self._control("GET", "requests")
 
 

@@ -18,6 +18,16 @@ const SAFE_LINK_HREF = /^(?:https?:\/\/|mailto:)/i;
 /** Classes content may carry: highlighting and our own; others could borrow JupyterLab's UI styles. */
 const SAFE_CLASS = /^(?:hljs(?:-[\w-]+)?|language-[\w+#.-]+|llm-md-[\w-]+)$/;
 const BLOCKED_SRC_ATTR = "data-llm-blocked-src";
+/**
+ * Elements that take everything up to their end tag with them when the sanitizer removes them:
+ * those DOMPurify drops with their content (its FORBID_CONTENTS: raw-text elements, SVG and
+ * MathML, templates, media), apart from table and head parts, which the parser ignores in text.
+ */
+const SWALLOWING_OPENER = new RegExp(
+  "<(script|style|textarea|title|xmp|iframe|noembed|noframes|noscript|plaintext|svg|math|" +
+    "template|audio|video|annotation-xml|desc|foreignobject|mi|mn|mo|ms|mtext)(?=[\\s/>])",
+  "gi",
+);
 
 const PURIFY_CONFIG: Config = {
   USE_PROFILES: { html: true }, // no SVG, no MathML
@@ -114,11 +124,26 @@ function replaceBlockedImages(root: DocumentFragment): void {
 }
 
 /**
+ * Such an element opened and never closed (an answer that mentions "a <script> tag") holds all
+ * that follows it, which the sanitizer then drops with the element: the rest of the answer would
+ * vanish. Its opener is escaped instead, so it shows as text and the rest of the answer stays.
+ * Closed ones are left to the sanitizer.
+ */
+function escapeUnclosedSwallowers(html: string): string {
+  const lower = html.toLowerCase();
+  return html.replace(SWALLOWING_OPENER, (opener: string, name: string, offset: number) => {
+    const tag = name.toLowerCase();
+    const closed = tag !== "plaintext" && lower.indexOf(`</${tag}`, offset + opener.length) !== -1;
+    return closed ? opener : `&lt;${opener.slice(1)}`;
+  });
+}
+
+/**
  * Markdown (untrusted) → a sanitized fragment owned by an inert document: nothing in it loads or
  * runs until it is inserted, and nothing dangerous is left by then.
  */
 export function renderMarkdown(text: string): DocumentFragment {
-  const html = getParser().parse(text ?? "", { async: false });
+  const html = escapeUnclosedSwallowers(getParser().parse(text ?? "", { async: false }));
   const fragment = getPurifier().sanitize(html, { ...PURIFY_CONFIG, RETURN_DOM_FRAGMENT: true });
   replaceBlockedImages(fragment);
   return fragment;

@@ -1,0 +1,72 @@
+"""Suite 12 — bad input, the server extension's side: every route fed malformed parameters and
+path ids (wrong types, NaN, empty, huge, binary, unknown names, SQL and FTS syntax) answers a
+4xx with a one-line JSON message, never a 500, and the server keeps serving."""
+
+from __future__ import annotations
+
+import time
+
+from llm_notebook.server import ROUTES
+
+SUITE = "12 bad input"
+
+# Values no parameter accepts whatever it is (a number, a time, a choice or free text).
+HOSTILE = ["NaN", "nan", "inf", "-inf", "-1", "1e400", "99999999999999999999999", "0x10",
+           "\x00", "a\x00b", "x" * 5000, "' OR 1=1 --", "\"unclosed", "NEAR(", "*", "AND",
+           "🙂" * 300, b"\xff\xfe invalid UTF-8"]
+PARAMS = {
+    "history": ["search", "model", "notebook", "conversation", "limit", "offset", "preview"],
+    "usage": ["by", "since", "until", "model", "notebook"],
+    "usage/summary": ["day_start", "notebook"],
+    "conversations": ["limit"],
+    "templates": ["tag"],
+    "facets": [],
+    "status": [],
+}
+BAD_IDS = {"calls": ["abc", "-1", "0", "1.5", "NaN", "9" * 30, "%00", "%FF%FE", "x" * 2000,
+                     "999999"],
+           "conversations": ["..", "%2e%2e", "a b", "x" * 300, "%00", "%FF", "'--", "nope"]}
+
+
+def judge(reply) -> str | None:
+    """None when the reply is a clean refusal or an answer; else what is wrong with it."""
+    if reply.code >= 500:
+        return f"{reply.code}: {reply.text[:200]}"
+    if reply.code >= 400:
+        message = (reply.json or {}).get("message") if isinstance(reply.json, dict) else None
+        if not message or "\n" in message or "Traceback" in reply.text:
+            return f"{reply.code} without a one-line message: {reply.text[:200]}"
+    return None
+
+
+def test_every_route_refuses_malformed_parameters(api, nb_session, record):
+    nb_session.log.insert_call({"ts": time.time(), "model": "loop/x", "status": "ok", "prompt": "seed",
+                     "response": "ok"})
+    declared = {p.strip("/").split("/(")[0] for p, _ in ROUTES}
+    assert set(PARAMS) | set(BAD_IDS) >= declared, declared - set(PARAMS) - set(BAD_IDS)
+    problems, tried = [], 0
+    for route, names in PARAMS.items():
+        for name in names + ["unknown_param"]:
+            for value in HOSTILE:
+                tried += 1
+                reply = api(route, {name: value})
+                wrong = judge(reply)
+                if wrong:
+                    problems.append(f"{route}?{name}={value[:20]!r}: {wrong}")
+        for params in ({"limit": ["1", "2"]}, {"": "x"}, {"by": ""}, {"limit": ""}):
+            tried += 1
+            wrong = judge(api(route, params))
+            if wrong:
+                problems.append(f"{route} {params}: {wrong}")
+    for route, ids in BAD_IDS.items():
+        for raw in ids:
+            tried += 1
+            reply = api(f"{route}/{raw}")
+            wrong = judge(reply)
+            if wrong or reply.code == 200 and route == "calls":
+                problems.append(f"{route}/{raw[:20]}: {wrong or 'answered 200'}")
+    alive = api("status")
+    assert alive.code == 200 and alive.json["calls"] == 1
+    assert problems == [], "\n".join(problems[:40])
+    record(tried=tried, kept=tried - len(problems),
+           note=f"server: {tried} malformed requests, 0 × 5xx, server alive")

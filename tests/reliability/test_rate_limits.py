@@ -1,0 +1,111 @@
+"""Suite 1 — rate limits.
+
+The loopback enforces requests/min and tokens/min and answers 429 with Retry-After. Its limits
+are enforced over a short sliding window (as providers that quantize per-minute limits do), so
+a limit binds within seconds instead of a minute. 1,000 rows paced at 80% of both limits must
+all come back, with under 1% of requests refused; an unpaced run against a tighter window must
+be refused many times (the limit binds) and still lose nothing, never retrying sooner than the
+server's Retry-After.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from .helpers import by_prompt, early_retries
+
+SUITE = "1 rate limits"
+MODEL = "loop/loopback-model"
+
+ROWS = 1000
+LIMIT_RPM = 6000          # 500 requests per 5 s window
+LIMIT_TPM = 54000         # 4,500 tokens per 5 s window
+WINDOW = 5.0
+# Every request costs 9 tokens at the loopback: 4 prompt words, a 5-word echo.
+TOKENS_PER_ROW = 9
+
+
+def prompt_of(item: str) -> str:
+    return f"Describe {item} briefly."
+
+
+def test_1000_rows_paced_at_80_percent_of_rpm_and_tpm(loop_session, loopback, record):
+    loopback.configure(rpm=LIMIT_RPM, tpm=LIMIT_TPM, rate_window=WINDOW)
+    items = [f"item {i:04d}" for i in range(ROWS)]
+    df = pd.DataFrame({"item": items})
+
+    out = df.llm.map("Describe {item} briefly.", model=MODEL, rpm=0.8 * LIMIT_RPM,
+                     tpm=0.8 * LIMIT_TPM, max_tokens=5, concurrency=32, progress=False)
+
+    info = out.attrs["llm"]
+    records = loopback.requests()
+    statuses = [r.get("status") for r in records]
+    refused = statuses.count(429)
+    answered = {prompt: tries[-1].get("status") for prompt, tries in by_prompt(records).items()}
+
+    # 0 rows lost: every row has its own answer, in the result, the log and the server's record.
+    assert info["ok"] == ROWS and info["error"] == 0 and info["not_run"] == 0
+    assert list(out) == [f"Echo: {prompt_of(i)}" for i in items]
+    assert loop_session.log.count_calls(job_id=info["job_id"], status="ok") == ROWS
+    assert sorted(answered) == sorted(prompt_of(i) for i in items)
+    assert set(answered.values()) == {200}
+    assert all(r["usage"]["total_tokens"] == TOKENS_PER_ROW for r in records if "usage" in r)
+    # < 1% of requests answered 429, and none retried early.
+    assert refused < 0.01 * len(records), f"{refused} of {len(records)} requests refused"
+    assert early_retries(records) == []
+    # The pacer really held 80%: 1,000 requests at 80 a second cannot span less than ~12.5 s.
+    times = sorted(r["time"] for r in records)
+    span = times[-1] - times[0]
+    assert span >= (ROWS - 1) / (0.8 * LIMIT_RPM / 60) - 0.5, f"1,000 requests in {span:.1f} s"
+
+    record(tried=ROWS, kept=info["ok"],
+           note=f"{ROWS} rows at 80% of {LIMIT_RPM} rpm / {LIMIT_TPM} tpm ({WINDOW:g} s window): "
+                f"{ROWS - info['ok']} lost, {refused} of {len(records)} requests got 429, "
+                f"{span:.1f} s")
+
+
+def test_tokens_per_minute_alone_paces_the_run(loop_session, loopback, record):
+    # Above, rpm and tpm bind equally, so a broken token pacer would hide behind the request
+    # pacer. Here tpm is the only limit: 1,800 tokens per 2 s window (200 rows), paced at 80%.
+    loopback.configure(tpm=LIMIT_TPM, rate_window=2.0)
+    prompts = [f"Describe row {i:04d} briefly." for i in range(300)]
+
+    result = loop_session.batch(prompts, model=MODEL, tpm=0.8 * LIMIT_TPM, max_tokens=5,
+                                concurrency=32, progress=False)
+
+    records = loopback.requests()
+    refused = sum(1 for r in records if r.get("status") == 429)
+    times = sorted(r["time"] for r in records)
+    assert list(result) == [f"Echo: {p}" for p in prompts]
+    assert refused < 0.01 * len(records), f"{refused} of {len(records)} requests refused"
+    assert early_retries(records) == []
+    # 300 rows × 9 tokens at 720 tokens/s: at least ~3.7 s (unpaced, it takes a fraction).
+    assert times[-1] - times[0] >= (len(prompts) - 1) * TOKENS_PER_ROW / (0.8 * LIMIT_TPM / 60) - 0.5
+
+    record(tried=len(prompts), kept=result.info["ok"],
+           note=f"tpm alone at 80%: {refused} × 429 of {len(records)}")
+
+
+def test_unpaced_run_is_refused_and_still_loses_nothing(loop_session, loopback, record):
+    # The control: without pacing the same kind of limit binds at once (so the test above
+    # could fail), and every refused row is retried no sooner than its Retry-After.
+    loopback.configure(rpm=6000, rate_window=1.0)          # 100 requests per second
+    prompts = [f"unpaced row {i}" for i in range(300)]
+
+    result = loop_session.batch(prompts, model=MODEL, concurrency=64, max_retries=8,
+                                progress=False)
+
+    records = loopback.requests()
+    refused = [r for r in records if r.get("status") == 429]
+    assert len(refused) > 0, "the loopback's limit never bound: the control proves nothing"
+    assert list(result) == [f"Echo: {p}" for p in prompts]
+    assert result.info["ok"] == len(prompts) and result.info["rate_limited"] == len(refused)
+    assert early_retries(records) == []
+    # Every refused request was retried, and each prompt got exactly one 200.
+    tries = by_prompt(records)
+    assert all([t.get("status") for t in tries[p]].count(200) == 1 for p in prompts)
+    assert loop_session.log.count_calls(job_id=result.job_id, status="ok") == len(prompts)
+
+    record(tried=len(prompts), kept=result.info["ok"],
+           note=f"unpaced control: {len(refused)} × 429 of {len(records)} requests, 0 lost, "
+                "no retry before Retry-After")
