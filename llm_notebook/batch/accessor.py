@@ -1,0 +1,121 @@
+"""`df.llm`: run a prompt over every row of a DataFrame (importing this module registers it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+
+@pd.api.extensions.register_dataframe_accessor("llm")
+class LLMAccessor:
+    """`df.llm.map(prompt, ...)` and `df.llm.estimate(prompt, ...)`."""
+
+    def __init__(self, frame: pd.DataFrame):
+        self._frame = frame
+
+    def map(self, prompt, *, model: str | None = None, system: str | None = None,
+            concurrency: int | None = None, rpm: float | None = None, tpm: float | None = None,
+            cache: bool = True, schema=None, on_error: str = "keep", budget: float | None = None,
+            progress=None, session=None, **options):
+        """Send `prompt` once per row, `{column}` placeholders filled from the row.
+
+        Returns a Series of replies aligned to the DataFrame's index (<NA> where a row failed),
+        or with `schema` (JSON schema dict or pydantic model) a DataFrame with one column per
+        field. `.attrs["llm"]` holds the job id and counts; `session.job(id).errors()` the
+        failed rows. Running the same map again sends only the rows without an answer.
+
+        prompt: text with {column} placeholders, a saved template or a saved template's name.
+        concurrency: calls in flight (default 16; the embedded model runs one at a time).
+        rpm / tpm: requests / tokens per minute to stay under.
+        cache: reuse answers of identical requests from the log (default True).
+        on_error: "keep" (failed rows are <NA>) or "raise" (stop at the first failed row).
+        budget: USD this run may spend; it stops before it would cross it.
+        progress: None (auto), True, False, "widget" or "text".
+        **options: passed to the model (temperature, max_tokens, ...), plus per-row
+        `deadline`, `timeout` (seconds) and `max_retries`.
+        """
+        from . import api
+
+        s = _session(session)
+        run, out_schema = api.prepare(s, frame=self._frame, prompt=prompt, model=model,
+                                      system=system, concurrency=concurrency, rpm=rpm, tpm=tpm,
+                                      cache=cache, schema=schema, on_error=on_error, budget=budget,
+                                      options=options)
+        try:
+            api.run_sync(run, progress)
+        finally:
+            if run.job_id:
+                api.remember_index(run.job_id, self._frame.index)
+        api.warn_outcome(run)
+        return api.frame_result(run, self._frame.index, out_schema)
+
+    def estimate(self, prompt, *, model: str | None = None, system: str | None = None,
+                 schema=None, cache: bool = True, session=None, **options) -> "Estimate":
+        """Expected tokens and cost of `map` with the same arguments, without sending anything."""
+        from . import api
+
+        s = _session(session)
+        run, _ = api.prepare(s, frame=self._frame, prompt=prompt, model=model, system=system,
+                             schema=schema, cache=cache, options=options)
+        return estimate_run(s, run)
+
+
+def _session(session):
+    if session is not None:
+        return session
+    from ..session import session as default_session
+
+    return default_session()
+
+
+@dataclass
+class Estimate:
+    """What a batch would cost. Output tokens are `max_tokens` per row when set (an upper
+    bound), else an assumed typical length (`output_per_row`)."""
+    model: str
+    rows: int
+    to_send: int
+    cached: int
+    bad_rows: int
+    input_tokens: int
+    output_tokens: int
+    output_per_row: int
+    output_is_limit: bool
+    cost: float | None
+    cost_per_row: float | None
+
+    def __str__(self) -> str:
+        out = "at most" if self.output_is_limit else "assumed"
+        cost = "price unknown" if self.cost is None else f"≈ ${self.cost:,.4f}"
+        return (f"{self.model}: {self.rows:,} rows, {self.to_send:,} to send ({self.cached:,} "
+                f"cached, {self.bad_rows:,} bad) · ~{self.input_tokens:,} input + "
+                f"{self.output_tokens:,} output tokens ({self.output_per_row} per row, {out}) · {cost}")
+
+    def _repr_pretty_(self, p, cycle) -> None:
+        p.text(str(self))
+
+    def to_dict(self) -> dict:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+def estimate_run(session, run) -> Estimate:
+    from .engine import DEFAULT_OUTPUT_GUESS, _estimate_in
+
+    todo = [i for i in range(run.n) if run.messages[i] is not None]
+    cached = 0
+    if run.cache_read and todo:
+        hits = session.log.cache_get_many([run.keys[i] for i in todo])
+        cached = sum(1 for i in todo if run.keys[i] in hits)
+        todo = [i for i in todo if run.keys[i] not in hits]
+    tin = sum(_estimate_in(run.messages[i]) for i in todo)
+    limit = run.options.get("max_tokens") or run.options.get("max_completion_tokens")
+    per_row = int(limit or DEFAULT_OUTPUT_GUESS)
+    tout = per_row * len(todo)
+    cost = None if run.rate_in is None else tin * run.rate_in + tout * run.rate_out
+    return Estimate(model=run.route.model, rows=run.n, to_send=len(todo), cached=cached,
+                    bad_rows=len(run.input_errors), input_tokens=tin, output_tokens=tout,
+                    output_per_row=per_row, output_is_limit=bool(limit), cost=cost,
+                    cost_per_row=None if cost is None or not todo else cost / len(todo))

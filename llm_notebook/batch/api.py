@@ -1,0 +1,246 @@
+"""The front doors of batch runs: `Session.batch/abatch` (lists of prompts) and `df.llm.map`
+(DataFrame rows), which both prepare a BatchRun, run it with live progress, and shape its result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+from typing import Any
+
+from ..retry import RetryPolicy
+from . import inputs
+from .cachekeys import cache_keys
+from .engine import BatchRun
+
+DEFAULT_CONCURRENCY = 16
+PROGRESS_SECONDS = 0.2           # progress refresh (5/s: far below what iopub can take)
+INTERRUPT_GRACE = 1.8            # Ctrl-C: seconds to let the run write what finished
+_ON_ERROR = ("keep", "raise")
+# Indexes of recent DataFrame runs, so session.job(id).errors() can show the user's labels.
+_RECENT_INDEXES: "collections.OrderedDict[str, Any]" = collections.OrderedDict()
+
+
+class BatchResult(list):
+    """The answers of session.batch(), in input order: text (or parsed dict with a schema),
+    None for a row that failed. `.info` holds the job id and counts; `.job` the Job."""
+
+    def __init__(self, items, info: dict, job):
+        super().__init__(items)
+        self.info = info
+        self.job = job
+        self.job_id = info["job_id"]
+
+    def errors(self):
+        """A DataFrame of the rows that failed (row, kind, message, attempts, prompt)."""
+        return self.job.errors()
+
+    def __repr__(self) -> str:
+        i = self.info
+        return (f"<BatchResult job {i['job_id']}: {i['ok']} ok, {i['error']} errors, "
+                f"{i['cached']} cached of {i['rows']} rows; {list.__repr__(self)[:200]}>")
+
+
+def prepare(session, *, frame=None, prompts=None, prompt=None, model=None, system=None,
+            concurrency=None, rpm=None, tpm=None, cache=True, schema=None, on_error="keep",
+            budget=None, options: dict | None = None) -> tuple[BatchRun, Any]:
+    """Everything that can fail before a call, fails here; returns the run and the schema."""
+    from .. import context as ctx
+    from .schema import OutputSchema
+
+    if on_error not in _ON_ERROR:
+        raise ValueError(f"on_error must be 'keep' (failed rows become <NA>) or 'raise' (stop at "
+                         f"the first failed row), not {on_error!r}")
+    options = {k: v for k, v in (options or {}).items() if v is not None}
+    if frame is not None:
+        spec = inputs.prompt_spec(session, prompt, system=system, model=model, options=options)
+    else:
+        spec = inputs.PromptSpec(prompt="", system=system, model=model, options=options)
+    options = dict(spec.options)
+    policy = _policy(session, options)
+    out_schema = OutputSchema(schema) if schema is not None else None
+    route = session.resolve(spec.model, options)
+    system_text = spec.system
+    if out_schema is not None:
+        options.setdefault("response_format", out_schema.response_format())
+        if route.kind == "local":  # its grammar fixes the shape; words help a small model fill it
+            system_text = f"{system_text}\n\n{out_schema.hint()}" if system_text else out_schema.hint()
+    limit_tokens = inputs.max_prompt_tokens(route)
+    if frame is not None:
+        spec.system = system_text
+        reqs = inputs.from_frame(frame, spec, max_tokens=limit_tokens)
+        label = spec.name or spec.prompt
+    else:
+        if isinstance(prompts, (str, bytes)) or not hasattr(prompts, "__len__"):
+            raise TypeError("batch() takes a list of prompts (strings or message lists); for one "
+                            "prompt use ask()")
+        reqs = inputs.from_list(list(prompts), system_text, max_tokens=limit_tokens)
+        first = next((p for p in reqs.prompts if p is not None), None)
+        label = first
+    if on_error == "raise" and reqs.errors:
+        i = min(reqs.errors)
+        raise ValueError(f"{reqs.errors[i][1]} ({len(reqs.errors)} bad row(s) in all; nothing was "
+                         "sent; fix them, or use on_error='keep' to send the others)")
+    keys = cache_keys(route.model, reqs.messages, options, route.base_url or route.endpoint)
+    for i, m in enumerate(reqs.messages):
+        if m is not None and keys[i] is None:
+            reqs.messages[i] = None
+            reqs.errors[i] = (inputs.BAD_INPUT, f"row {i}: the text holds invalid Unicode (lone "
+                                                "surrogates); clean it, e.g. with "
+                                                ".str.encode('utf-8', 'replace').str.decode('utf-8'); "
+                                                "the row was not sent")
+    width = _concurrency(concurrency, route)
+    context = {"notebook": ctx.notebook_path(), "cell_id": ctx.cell_id()}
+    run = BatchRun(session, route, reqs.messages, keys, reqs.errors, options=options,
+                   prompt_label=label, system=system_text, concurrency=width, rpm=rpm, tpm=tpm,
+                   cache_read=bool(cache), cache_write=bool(cache), schema=out_schema,
+                   on_error=on_error, budget=budget, policy=policy, context=context)
+    return run, out_schema
+
+
+def _policy(session, options: dict) -> RetryPolicy:
+    """Per-row retry policy; `deadline=`, `timeout=`, `max_retries=` may be given per batch."""
+    config = session.config
+    policy = RetryPolicy(max_retries=options.pop("max_retries", config.max_retries),
+                         deadline=options.pop("deadline", config.deadline),
+                         timeout=options.pop("timeout", config.timeout))
+    for name in ("deadline", "timeout"):
+        value = getattr(policy, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+    if isinstance(policy.max_retries, bool) or not isinstance(policy.max_retries, int) \
+            or policy.max_retries < 0:
+        raise ValueError(f"max_retries must be a whole number >= 0, got {policy.max_retries!r}")
+    return policy
+
+
+def _concurrency(value, route) -> int:
+    if route.kind == "local":
+        return 1  # CPU-bound: one row at a time is the fastest way through
+    if value is None:
+        return DEFAULT_CONCURRENCY
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"concurrency must be a whole number >= 1, got {value!r}")
+    return value
+
+
+# -- running ---------------------------------------------------------------------------------
+
+def run_sync(run: BatchRun, progress=None) -> BatchRun:
+    """Run on the background loop; show progress from this thread; Ctrl-C stops within 2 s."""
+    from .. import runner
+    from . import progress as progress_mod
+
+    if runner._in_loop_thread():
+        raise RuntimeError("batch()/df.llm.map() were called from llm-notebook's own event loop; "
+                           "use `await session.abatch(...)` there")
+    display = progress_mod.open_display(progress, run)
+    loop = runner.loop()
+    holder: dict = {}
+
+    async def main():
+        holder["task"] = asyncio.current_task()
+        return await run.run()
+
+    future = asyncio.run_coroutine_threadsafe(main(), loop)
+    try:
+        while True:
+            try:
+                future.result(timeout=PROGRESS_SECONDS)
+                break
+            except concurrent.futures.TimeoutError:
+                if display is not None:
+                    display.update(run.snapshot())
+    except KeyboardInterrupt:
+        task = holder.get("task")
+        if task is not None:
+            loop.call_soon_threadsafe(task.cancel)
+        else:
+            future.cancel()
+        try:
+            future.result(timeout=INTERRUPT_GRACE)
+        except BaseException:
+            pass
+        snap = run.snapshot()
+        if display is not None:
+            display.close(dict(snap, status="interrupted"))
+        raise KeyboardInterrupt(
+            f"batch interrupted: {snap['done']} of {snap['total']} rows finished and are saved "
+            f"(job {run.job_id}); run the same call again to send only the rest, or see "
+            f"llm_notebook.session().job({run.job_id!r}).result()") from None
+    except BaseException:
+        if display is not None:
+            display.close(run.snapshot())
+        raise
+    if display is not None:
+        display.close(run.snapshot())
+    return future.result()
+
+
+async def run_async(run: BatchRun, progress=None) -> BatchRun:
+    from . import progress as progress_mod
+
+    display = progress_mod.open_display(progress, run)
+    task = asyncio.ensure_future(run.run())
+    try:
+        while not task.done():
+            await asyncio.wait({task}, timeout=PROGRESS_SECONDS)
+            if display is not None and not task.done():
+                display.update(run.snapshot())
+        return task.result()
+    except asyncio.CancelledError:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        raise
+    finally:
+        if display is not None:
+            display.close(run.snapshot())
+
+
+# -- results ---------------------------------------------------------------------------------
+
+def list_result(session, run: BatchRun) -> BatchResult:
+    from .jobs import Job
+
+    items = [run.values[i] if run.status[i] == "ok" else None for i in range(run.n)]
+    return BatchResult(items, run.summary(), Job(session, run.job_id))
+
+
+def frame_result(run: BatchRun, index, schema):
+    """df.llm.map's result: a Series of texts, or a DataFrame of fields with a schema."""
+    import pandas as pd
+
+    ok = run.status
+    info = run.summary()
+    if schema is None:
+        texts = [run.texts[i] if ok[i] == "ok" else None for i in range(run.n)]
+        out = pd.Series(pd.array(texts, dtype="string"), index=index)
+    else:
+        columns = schema.result_columns()
+        records = [schema.row_values(run.values[i]) if ok[i] == "ok" else {} for i in range(run.n)]
+        out = pd.DataFrame.from_records(records, columns=columns, index=index)
+        out = out.convert_dtypes()
+    out.attrs["llm"] = info
+    return out
+
+
+def remember_index(job_id: str, index) -> None:
+    _RECENT_INDEXES[job_id] = index
+    while len(_RECENT_INDEXES) > 20:
+        _RECENT_INDEXES.popitem(last=False)
+
+
+def recent_index(job_id: str):
+    return _RECENT_INDEXES.get(job_id)
+
+
+def warn_outcome(run: BatchRun) -> None:
+    """One line when a run ended early or had errors (the numbers are also in .attrs)."""
+    import warnings
+
+    s = run.summary()
+    if s["status"] == "budget":
+        warnings.warn(f"llm-notebook: the run stopped before crossing its budget: {s['ok']} ok, "
+                      f"{s['not_run'] + s['error']} rows without an answer (job {s['job_id']})",
+                      stacklevel=3)
