@@ -407,3 +407,20 @@ def test_no_secret_options_in_the_log(loop_session, loopback):
     assert rows and all("sk-secret" not in (r["options"] or "") for r in rows)
     job_rows = loop_session.log.read("SELECT options FROM jobs")
     assert all("sk-secret" not in (r["options"] or "") for r in job_rows)
+
+
+def test_session_budget_refuses_a_batch_before_any_row_is_sent(loop_session, loopback):
+    import pandas as pd
+
+    from llm_notebook.errors import BudgetExceeded
+
+    loop_session.config.prices = {"loop/*": {"input": 1000.0, "output": 1000.0}}
+    loop_session.config.budget_session = 0.01
+    frame = pd.DataFrame({"text": [f"row {i}" for i in range(20)]})
+    estimate = frame.llm.estimate("Say {text}", model="loop/m", max_tokens=50)
+    assert estimate.cost > 0.01  # the estimate itself is never refused
+    with pytest.raises(BudgetExceeded) as info:
+        frame.llm.map("Say {text}", model="loop/m", max_tokens=50, progress=False)
+    message = str(info.value)
+    assert "budget_session" in message and "20 rows" in message
+    assert loopback.stats()["requests"] == 0

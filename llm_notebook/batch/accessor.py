@@ -57,7 +57,7 @@ class LLMAccessor:
 
         s = _session(session)
         run, _ = api.prepare(s, frame=self._frame, prompt=prompt, model=model, system=system,
-                             schema=schema, cache=cache, options=options)
+                             schema=schema, cache=cache, options=options, check_budget=False)
         return estimate_run(s, run)
 
 

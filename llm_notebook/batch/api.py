@@ -44,8 +44,12 @@ class BatchResult(list):
 
 def prepare(session, *, frame=None, prompts=None, prompt=None, model=None, system=None,
             concurrency=None, rpm=None, tpm=None, cache=True, schema=None, on_error="keep",
-            budget=None, options: dict | None = None) -> tuple[BatchRun, Any]:
-    """Everything that can fail before a call, fails here; returns the run and the schema."""
+            budget=None, options: dict | None = None,
+            check_budget: bool = True) -> tuple[BatchRun, Any]:
+    """Everything that can fail before a call, fails here; returns the run and the schema.
+
+    With a session or day budget set, a run whose estimate could cross it is refused here,
+    before any row is sent (`check_budget=False` for estimates)."""
     from .. import context as ctx
     from .schema import OutputSchema
 
@@ -96,7 +100,23 @@ def prepare(session, *, frame=None, prompts=None, prompt=None, model=None, syste
                    prompt_label=label, system=system_text, concurrency=width, rpm=rpm, tpm=tpm,
                    cache_read=bool(cache), cache_write=bool(cache), schema=out_schema,
                    on_error=on_error, budget=budget, policy=policy, context=context)
+    if check_budget:
+        _refuse_over_budget(session, run)
     return run, out_schema
+
+
+def _refuse_over_budget(session, run: BatchRun) -> None:
+    from .. import budget as budgets
+
+    if not budgets._limits(session):
+        return
+    from .accessor import estimate_run
+
+    estimate = estimate_run(session, run)
+    if estimate.to_send:
+        budgets.check_run(session, estimate.cost, what=f"this batch run of {estimate.to_send} rows",
+                          detail=f"est. ${estimate.cost or 0:.4f}, {estimate.input_tokens:,} input + "
+                                 f"{estimate.output_tokens:,} output tokens")
 
 
 def _policy(session, options: dict) -> RetryPolicy:

@@ -545,8 +545,15 @@ class BatchRun:
             status = self.job_status if final else None
             self.session.spent += spent
             loop = asyncio.get_running_loop()
-            ids = await loop.run_in_executor(_writer_pool(), self._write, calls, entries, rows,
-                                             owners, counters, status)
+            # A write queued behind another run's write must not be dropped if this task is
+            # cancelled (Ctrl-C, or the run ending): finish it, then let the cancellation go on.
+            write = loop.run_in_executor(_writer_pool(), self._write, calls, entries, rows,
+                                         owners, counters, status)
+            try:
+                ids = await asyncio.shield(write)
+            except asyncio.CancelledError:
+                await asyncio.wait([write])
+                raise
             if calls:
                 self.session._notify(dict(calls[-1], id=ids[-1], job_rows=len(calls)))
 
