@@ -63,13 +63,15 @@ def history_item(sidebar, text: str):
 def test_sidebar_shows_a_llm_call_made_in_the_notebook(jupyter_lab, lab_page, loopback_url, shot,
                                                        request_monitor, log):
     word = _word()
-    helpers.write_notebook(jupyter_lab.root_dir, "magic.ipynb", [
+    # A notebook of its own: other browser tests share this server and its log.
+    name = f"sidebar-{word}.ipynb"
+    helpers.write_notebook(jupyter_lab.root_dir, name, [
         "%load_ext llm_notebook\n"
         "import llm_notebook\n"
         f"llm_notebook.session().add_endpoint('loop', {loopback_url!r})",
         f"%%llm -m loop/loopback-model\nsay {word} please",
     ])
-    panel = helpers.open_notebook(lab_page, "magic.ipynb")
+    panel = helpers.open_notebook(lab_page, name)
     sidebar = open_sidebar(lab_page)
     assert history_item(sidebar, word).count() == 0
 
@@ -218,7 +220,7 @@ def test_hostile_log_text_is_shown_as_text(lab_page, log, request_monitor, shot)
 
     assert item.locator(".jp-LLMSidebar-prompt").inner_text() == hostile
     assert item.locator(".jp-LLMSidebar-response").inner_text() == hostile  # the error text
-    history_item(sidebar, "reply").locator(".jp-LLMSidebar-openThread").click()
+    history_item(sidebar, f"{tag} reply").locator(".jp-LLMSidebar-openThread").click()
     sidebar.locator(".jp-LLMSidebar-thread").wait_for(state="visible")
     assert sidebar.locator(".jp-LLMSidebar-thread .jp-LLMSidebar-text", has_text="<script>").count() >= 2
     # the model filter lists the hostile model name as an option label, not markup
