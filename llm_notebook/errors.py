@@ -20,7 +20,12 @@ UNKNOWN = "unknown"
 RETRYABLE = frozenset({RATE_LIMIT, SERVER, TIMEOUT, CONNECTION, INVALID_RESPONSE, INCOMPLETE})
 
 
-class LLMError(Exception):
+class UserError(Exception):
+    """Marks errors a user can fix. In IPython they show as one line (their message says how to
+    fix the problem), not as a traceback: see llm_notebook/ipython_errors.py."""
+
+
+class LLMError(UserError):
     """A call failed. `kind` is one of the kinds above; `status` the HTTP status if any."""
 
     def __init__(self, message: str, *, kind: str = UNKNOWN, status: int | None = None,
@@ -73,5 +78,5 @@ class BudgetExceeded(LLMError):
         super().__init__(message, kind=BUDGET)
 
 
-class ResponseFormatError(ValueError):
+class ResponseFormatError(UserError, ValueError):
     """A response's text was not what the caller asked for (e.g. not JSON)."""

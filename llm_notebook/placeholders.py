@@ -24,6 +24,8 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
+from .errors import UserError
+
 __all__ = [
     "MissingVariableError",
     "Placeholder",
@@ -49,7 +51,7 @@ Key = int | str | None
 # --- errors -------------------------------------------------------------------------------------
 
 
-class PlaceholderError(ValueError):
+class PlaceholderError(UserError, ValueError):
     """Base class of every placeholder error (a ValueError, never a KeyError)."""
 
 

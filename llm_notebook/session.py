@@ -70,6 +70,9 @@ def _config_from_ipython() -> LLMNotebook:
             return existing
     config = LLMNotebook(parent=shell)
     shell.configurables.append(config)
+    from .ipython_errors import install
+
+    install(shell)
     return config
 
 

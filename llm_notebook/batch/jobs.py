@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from . import store
+from ..errors import UserError
 
 
-class JobNotFound(KeyError):
+class JobNotFound(UserError, KeyError):
     def __str__(self) -> str:  # KeyError would show the message in quotes
         return str(self.args[0])
 

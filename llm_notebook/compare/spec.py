@@ -15,13 +15,14 @@ from typing import Any
 
 from .. import placeholders
 from ..batch import inputs as batch_inputs
+from ..errors import UserError
 from ..cache import _NOT_SEMANTIC
 
 BAD_INPUT = batch_inputs.BAD_INPUT
 MAX_SHOWN_CHARS = 500     # input values shown in the widget's row labels
 
 
-class MissingInputError(KeyError):
+class MissingInputError(UserError, KeyError):
     """A prompt names a placeholder that no input column (nor a template default) fills."""
 
     def __init__(self, label: str, name: str, columns: list[str]):

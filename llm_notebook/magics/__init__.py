@@ -32,6 +32,9 @@ def load_ipython_extension(ipython) -> None:
     config = session_module.session().config
     if config not in ipython.configurables:
         ipython.configurables.append(config)
+    from ..ipython_errors import install
+
+    install(ipython)
 
 
 def unload_ipython_extension(ipython) -> None:

@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from ..errors import UserError
+
 from .. import placeholders
 from ..placeholders import (
     MissingVariableError,
@@ -41,7 +43,7 @@ _OPTION_MISPLACED = {
 }
 
 
-class TemplateError(ValueError):
+class TemplateError(UserError, ValueError):
     """A template problem a user can fix (bad name, bad content, bad file); one-line message."""
 
 
