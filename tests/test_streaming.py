@@ -433,8 +433,8 @@ def test_widget_streams_go_through_the_widget(widget):
 
 
 def test_bundle_files_are_the_widget_front_end():
-    if not (STATIC_DIR / "picker.js").is_file():
-        pytest.skip("bundles not built (npm run build in js/)")
+    # Not a skip: a package without its bundles is broken, and this test should say so.
+    assert (STATIC_DIR / "picker.js").is_file(), "bundles not built: run npm --prefix js run build"
     assert str(EchoWidget._esm) == (STATIC_DIR / "picker.js").read_text()
     assert str(EchoWidget._css) == (STATIC_DIR / "picker.css").read_text()
     assert "export" in str(EchoWidget._esm)
