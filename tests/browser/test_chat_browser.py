@@ -8,6 +8,7 @@ import sqlite3
 import uuid
 
 import pytest
+from playwright.sync_api import expect
 
 from . import helpers
 
@@ -100,7 +101,7 @@ def test_chat_streams_stops_branches_and_comes_back_after_a_reload(jupyter_lab, 
     # Edit the message: a third branch, with the edited prompt.
     chat.get_by_role("button", name="Edit message 1 and send it again (a new branch)").click()
     editor = chat.locator("textarea.llm-chat-edit")
-    assert editor.evaluate("el => el === document.activeElement")
+    expect(editor).to_be_focused()
     editor.fill("Edited [[reply:an edited answer]]")
     editor.press("Enter")
     branches.get_by_text("3/3").wait_for()
@@ -110,7 +111,7 @@ def test_chat_streams_stops_branches_and_comes_back_after_a_reload(jupyter_lab, 
     prev = chat.get_by_role("button", name="Previous branch of message 1")
     prev.click()
     branches.get_by_text("2/3").wait_for()
-    assert chat.locator("[data-focus='t0-prev']").evaluate("el => el === document.activeElement")
+    expect(chat.locator("[data-focus='t0-prev']")).to_be_focused()
     shot("branches")
 
     # A reload: the widget asks the kernel, which reads the log.

@@ -4,6 +4,7 @@ by the keyboard, tests a connection while the kernel stays free, and sets the se
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
 
 from . import helpers
 
@@ -110,16 +111,16 @@ def test_the_chat_embeds_the_picker_to_switch_models(jupyter_lab, lab_page, loop
 
     toggle.click()
     search = chat.get_by_role("combobox", name="Search models")
-    assert search.evaluate("el => el === document.activeElement")
+    expect(search).to_be_focused()
     chat.locator('[role="option"][data-model="local/smollm2"]').wait_for()
     search.press("Escape")
     assert toggle.get_attribute("aria-expanded") == "false"
-    assert toggle.evaluate("el => el === document.activeElement")
+    expect(toggle).to_be_focused()
 
     toggle.press("Enter")
     search.type("loop/second")
     search.press("Enter")
-    assert toggle.evaluate("el => el === document.activeElement")
+    expect(toggle).to_be_focused()
     assert toggle.inner_text().startswith("loop/second")
     assert helpers.run_cell(page, panel, 1).inner_text().strip() == "loop/second"
 

@@ -52,6 +52,7 @@ const render: Render<ChatModel> = ({ model, el }) => {
   let pending = 0; // requests that change the conversation, not answered yet
   let editing: number | null = null;
   let refreshSeq = 0;
+  let lastState = "";
   let frame = 0;
   let searchMarks: HTMLElement[] = [];
   let searchIndex = 0;
@@ -128,6 +129,11 @@ const render: Render<ChatModel> = ({ model, el }) => {
   }
 
   function apply(state: ChatState): void {
+    // A switch answers with the new state and then announces it (chat.changed) to every view;
+    // re-drawing the same state again would replace the buttons under the user's pointer.
+    const signature = JSON.stringify(state);
+    if (loaded && signature === lastState && !live) return;
+    lastState = signature;
     turns = state.turns ?? [];
     loaded = true;
     const a = state.active;
