@@ -425,3 +425,25 @@ def test_the_line_magic_opens_a_chat(ipshell, loop_session):
         assert chat.model == loop_session.default_model() and chat.conversation_id
     finally:
         chat.close()
+
+
+def test_the_line_magic_opens_a_named_chat_with_its_model_and_system(ipshell, loop_session):
+    first = ipshell.run_line_magic("llm", "chat review -m loop/model -s 'Be brief.'")
+    try:
+        assert (first.name, first.model, first.system) == ("review", "loop/model", "Be brief.")
+        again = ipshell.run_line_magic("llm", "chat review")
+        try:
+            assert again.conversation_id == first.conversation_id
+            assert again.system == "Be brief."
+        finally:
+            again.close()
+    finally:
+        first.close()
+
+
+def test_the_line_magic_refuses_an_unknown_model_in_one_line(ipshell, loop_session):
+    from IPython.core.error import UsageError
+
+    with pytest.raises(UsageError, match="nosuchprovider"):
+        ipshell.run_line_magic("llm", "chat -m nosuchprovider/x")
+

@@ -56,7 +56,8 @@ def run_line(magics, line: str):
         return None
     import llm_notebook
 
-    return found.run(magics, llm_notebook.session(), args)
+    with user_errors():
+        return found.run(magics, llm_notebook.session(), args)
 
 
 def overview() -> str:
@@ -276,12 +277,18 @@ _register("check", _check_spec, _check, "test that a model answers")
 # -- widgets ----------------------------------------------------------------------------------------
 
 @magic_arguments(name="llm chat")
+@argument("name", nargs="?", metavar="NAME",
+          help="A named conversation, kept in the log (the same as %%llm --chat NAME); "
+               "default: a new unnamed one.")
+@argument("-m", "--model", help="Default: the conversation's model, else the session's.")
+@argument("-s", "--system", metavar="TEXT", help="System prompt for a new conversation.")
 def _chat_spec(line):
-    """Open the chat widget."""
+    """Open the chat widget, on a new conversation or on the named one."""
 
 
 def _chat(magics, session, args):
-    return _optional_widget("Chat", "the chat widget")()
+    chat = _optional_widget("Chat", "the chat widget")
+    return chat(model=args.model, system=args.system, name=args.name)
 
 
 _register("chat", _chat_spec, _chat, "open the chat widget")
