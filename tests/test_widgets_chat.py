@@ -447,3 +447,13 @@ def test_the_line_magic_refuses_an_unknown_model_in_one_line(ipshell, loop_sessi
     with pytest.raises(UsageError, match="nosuchprovider"):
         ipshell.run_line_magic("llm", "chat -m nosuchprovider/x")
 
+
+def test_the_line_magic_opens_the_conversation_a_chat_cell_continues(ipshell, loop_session):
+    ipshell.run_cell_magic("llm", "loop/model --chat notes --no-stream", "First note")
+    chat = ipshell.run_line_magic("llm", "chat notes")
+    try:
+        assert [t["prompt"] for t in chat.turns()] == ["First note"]
+        assert chat.turns()[0]["response"] == "Echo: First note"
+    finally:
+        chat.close()
+
