@@ -424,3 +424,17 @@ def test_session_budget_refuses_a_batch_before_any_row_is_sent(loop_session, loo
     message = str(info.value)
     assert "budget_session" in message and "20 rows" in message
     assert loopback.stats()["requests"] == 0
+
+
+def test_series_map_fills_value_or_the_series_name(loop_session, loopback):
+    reviews = pd.Series(["great", "awful"], index=[10, 20], name="review")
+    out = reviews.llm.map("Sentiment of: {value}", model=MODEL)
+    assert list(out.index) == [10, 20] and out[20] == "Echo: Sentiment of: awful"
+    by_name = reviews.llm.map("Sentiment of: {review}", model=MODEL)
+    assert by_name.equals(out) and by_name.attrs["llm"]["cached"] == 2
+    assert reviews.llm.estimate("Sentiment of: {value}", model=MODEL).cached == 2
+    unnamed = pd.Series(["x"])
+    with pytest.raises(MissingColumnError, match=r"a Series fills only \{value\}: write each value as"):
+        unnamed.llm.map("Sentiment of: {review}", model=MODEL)
+    assert loopback.stats()["requests"] == 2
+

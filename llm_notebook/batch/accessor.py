@@ -1,7 +1,9 @@
-"""`df.llm`: run a prompt over every row of a DataFrame (importing this module registers it)."""
+"""`df.llm` and `s.llm`: run a prompt over every row of a DataFrame or every value of a Series
+(importing this module registers both)."""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import pandas as pd
@@ -59,6 +61,45 @@ class LLMAccessor:
         run, _ = api.prepare(s, frame=self._frame, prompt=prompt, model=model, system=system,
                              schema=schema, cache=cache, options=options, check_budget=False)
         return estimate_run(s, run)
+
+
+@pd.api.extensions.register_series_accessor("llm")
+class LLMSeriesAccessor:
+    """`s.llm.map(prompt, ...)`: `{value}` (or `{<the Series' name>}`) is each value in turn.
+
+    The Series runs as a one-column DataFrame, so it has every option of `df.llm.map`.
+    """
+
+    def __init__(self, series: pd.Series):
+        self._series = series
+
+    def _frame(self) -> pd.DataFrame:
+        frame = pd.DataFrame({"value": self._series}, index=self._series.index)
+        name = self._series.name
+        if isinstance(name, str) and name.isidentifier() and name != "value":
+            frame[name] = self._series
+        return frame
+
+    def map(self, prompt, **kwargs):
+        """Send `prompt` once per value; returns what `df.llm.map` returns, on this index."""
+        with _series_placeholders():
+            return LLMAccessor(self._frame()).map(prompt, **kwargs)
+
+    def estimate(self, prompt, **kwargs) -> "Estimate":
+        """Expected tokens and cost of `map` with the same arguments, without sending anything."""
+        with _series_placeholders():
+            return LLMAccessor(self._frame()).estimate(prompt, **kwargs)
+
+
+@contextlib.contextmanager
+def _series_placeholders():
+    """A missing placeholder is explained in the Series' terms, not its one-column DataFrame's."""
+    from .inputs import MissingColumnError
+
+    try:
+        yield
+    except MissingColumnError as exc:
+        raise MissingColumnError(exc.name, exc.columns, series=True) from None
 
 
 def _session(session):

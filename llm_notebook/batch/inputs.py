@@ -26,15 +26,20 @@ _TEMPLATE_REF = re.compile(r"^[\w.-]+(@\d+)?$")
 class MissingColumnError(placeholders.PlaceholderError, KeyError):
     """The prompt names a column the DataFrame does not have."""
 
-    def __init__(self, name: str, columns: list):
+    def __init__(self, name: str, columns: list, *, series: bool = False):
         self.name = name
         self.columns = columns
         shown = [str(c) for c in columns]
         close = difflib.get_close_matches(name, shown, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        listed = ", ".join(shown[:30]) + (f", … ({len(shown) - 30} more)" if len(shown) > 30 else "")
-        message = (f"the prompt uses {{{name}}} but the DataFrame has no column '{name}'{hint}. "
-                   f"Its columns are: {listed or '(none)'}")
+        if series:
+            placeholders_ = " or ".join(f"{{{c}}}" for c in shown)
+            message = (f"the prompt uses {{{name}}} but a Series fills only {placeholders_}{hint}: "
+                       "write each value as {value}")
+        else:
+            listed = ", ".join(shown[:30]) + (f", … ({len(shown) - 30} more)" if len(shown) > 30 else "")
+            message = (f"the prompt uses {{{name}}} but the DataFrame has no column '{name}'{hint}. "
+                       f"Its columns are: {listed or '(none)'}")
         super().__init__(message)
 
     def __str__(self) -> str:  # KeyError would repr() the message
