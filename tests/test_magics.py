@@ -12,6 +12,7 @@ import time
 from html.parser import HTMLParser
 
 import pytest
+from cells import ok, run
 from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
 
@@ -22,17 +23,6 @@ HOSTILE = "Hi <script>alert(1)</script> and <img src=x onerror=alert(2)> ![t](ht
 
 # -- helpers -----------------------------------------------------------------------------------
 
-def run(shell, cell: str):
-    with capture_output() as cap:
-        result = shell.run_cell(cell)
-    return result, cap
-
-
-def ok(shell, cell: str):
-    result, cap = run(shell, cell)
-    assert result.error_in_exec is None, (cap.stdout, cap.stderr)
-    assert result.error_before_exec is None, (cap.stdout, cap.stderr)
-    return cap
 
 
 def usage_error(shell, cell: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
+from cells import ok, run
 from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
 
@@ -13,16 +14,6 @@ from llm_notebook.magics import line_magic
 SECRET = "sk-linetest-0123456789abcdef"
 
 
-def run(shell, cell: str):
-    with capture_output() as cap:
-        result = shell.run_cell(cell)
-    return result, cap
-
-
-def ok(shell, cell: str):
-    result, cap = run(shell, cell)
-    assert result.error_in_exec is None, (cap.stdout, cap.stderr)
-    return cap
 
 
 def value(shell, line: str):

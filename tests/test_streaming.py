@@ -10,6 +10,7 @@ import threading
 import time
 
 import pytest
+from recorders import MessageRecorder
 
 from llm_notebook.errors import LLMError
 from llm_notebook.widgets._base import STATIC_DIR, LLMWidget, rpc
@@ -25,35 +26,6 @@ INTERVAL = 1.0 / MAX_MESSAGES_PER_SECOND
 SLACK = 0.02
 
 
-class FakeWidget:
-    """Records what would go to the front-end, as JSON, with the time it was sent."""
-
-    def __init__(self):
-        self.sent: list[dict] = []
-        self.times: list[float] = []
-        self._lock = threading.Lock()
-
-    def send(self, content, buffers=None):
-        now = time.monotonic()
-        encoded = json.dumps(content)  # everything sent must be JSON
-        with self._lock:
-            self.sent.append(json.loads(encoded))
-            self.times.append(now)
-
-    def of_type(self, *types):
-        return [m for m in self.sent if m["type"] in types]
-
-    def deltas(self, stream_id=None):
-        out = []
-        for m in self.sent:
-            batch = m["messages"] if m["type"] == "stream.batch" else [m] if m["type"] == "stream.delta" else []
-            out.extend(d for d in batch if stream_id is None or d["id"] == stream_id)
-        return out
-
-    def rate_limited_times(self):
-        return [t for m, t in zip(self.sent, self.times) if m["type"] in ("stream.delta", "stream.batch")]
-
-
 def wait_until(predicate, timeout=2.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -63,8 +35,8 @@ def wait_until(predicate, timeout=2.0):
     return predicate()
 
 
-def assert_rate_limited(widget: FakeWidget):
-    times = widget.rate_limited_times()
+def assert_rate_limited(widget: MessageRecorder):
+    times = widget.delta_times()
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert all(g >= INTERVAL - SLACK for g in gaps), f"messages closer than {INTERVAL}s: {min(gaps):.4f}"
 
@@ -73,7 +45,7 @@ def assert_rate_limited(widget: FakeWidget):
 
 
 def test_start_announces_the_stream_with_a_uuid_and_meta():
-    w = FakeWidget()
+    w = MessageRecorder()
     s = StreamSender(w)
     sid = s.start(meta={"model": "local/smollm2"})
     assert len(sid) == 32 and int(sid, 16) >= 0
@@ -84,7 +56,7 @@ def test_start_announces_the_stream_with_a_uuid_and_meta():
 
 
 def test_2000_deltas_in_a_second_are_coalesced_to_20_messages_a_second():
-    w = FakeWidget()
+    w = MessageRecorder()
     s = StreamSender(w)
     sid = s.start()
     pieces = [f"tok{i} " for i in range(2000)]
@@ -110,7 +82,7 @@ def test_2000_deltas_in_a_second_are_coalesced_to_20_messages_a_second():
 
 
 def test_the_first_delta_goes_at_once_and_a_timer_sends_the_rest_without_another_push():
-    w = FakeWidget()
+    w = MessageRecorder()
     s = StreamSender(w)
     s.start()
     s.push("Hel")
@@ -124,7 +96,7 @@ def test_the_first_delta_goes_at_once_and_a_timer_sends_the_rest_without_another
 
 
 def test_finish_sends_the_snapshot_once_and_drops_pending_deltas():
-    w = FakeWidget()
+    w = MessageRecorder()
     s = StreamSender(w)
     sid = s.start()
     s.push("a")
@@ -140,7 +112,7 @@ def test_finish_sends_the_snapshot_once_and_drops_pending_deltas():
 def test_bytes_sent_are_linear_in_the_length_of_the_answer():
     def total_bytes(n_tokens: int, pause: float) -> tuple[int, int, int, int]:
         """(text length, bytes of delta messages, bytes of the end message, delta messages)"""
-        w = FakeWidget()
+        w = MessageRecorder()
         s = StreamSender(w)
         s.start()
         text = []
@@ -169,7 +141,7 @@ def test_bytes_sent_are_linear_in_the_length_of_the_answer():
 
 
 def test_fail_sends_one_redacted_line_and_the_partial_text():
-    w = FakeWidget()
+    w = MessageRecorder()
     s = StreamSender(w)
     sid = s.start()
     s.push("Once upon")
@@ -187,7 +159,7 @@ def test_fail_sends_one_redacted_line_and_the_partial_text():
 
 
 def test_fail_with_explicit_partial_and_llm_error_message():
-    w = FakeWidget()
+    w = MessageRecorder()
     s = StreamSender(w)
     s.start("x")
     s.fail(LLMError("Rate limited by the provider; wait a minute or lower concurrency."), partial="")
@@ -207,7 +179,7 @@ def test_error_line_is_short_and_single_line():
 
 
 def test_several_streams_share_the_widget_rate_and_need_explicit_ids():
-    w = FakeWidget()
+    w = MessageRecorder()
     s = StreamSender(w)
     a, b = s.start(), s.start()
     with pytest.raises(ValueError, match="pass stream_id"):
@@ -232,7 +204,7 @@ def test_several_streams_share_the_widget_rate_and_need_explicit_ids():
 
 
 def test_pushes_from_other_threads_and_an_asyncio_loop_are_safe():
-    w = FakeWidget()
+    w = MessageRecorder()
     s = StreamSender(w)
     ids = [s.start() for _ in range(4)]
     expected: dict[str, str] = {}
@@ -276,7 +248,7 @@ def test_pushes_from_other_threads_and_an_asyncio_loop_are_safe():
 
 
 def test_close_stops_everything():
-    w = FakeWidget()
+    w = MessageRecorder()
     s = StreamSender(w)
     s.start()
     s.push("a")
@@ -325,9 +297,7 @@ class EchoWidget(LLMWidget):
 @pytest.fixture
 def widget():
     w = EchoWidget()
-    recorder = FakeWidget()
-    w.send = recorder.send  # what would go over the comm
-    w.recorder = recorder
+    MessageRecorder().attach(w)
     yield w
     w.close()
 

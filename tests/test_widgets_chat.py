@@ -5,10 +5,10 @@ from the loopback server over real HTTP (and once through litellm)."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import pytest
+from recorders import MessageRecorder
 
 from llm_notebook.widgets.chat import STOPPED, Chat
 from llm_notebook.widgets.streaming import MAX_MESSAGES_PER_SECOND
@@ -20,47 +20,8 @@ LONG_REPLY = " ".join(f"word{i}" for i in range(120))
 SLACK = 0.02
 
 
-class Recorder:
-    """Stands in for the comm: what the widget sends to the front-end, as JSON, with times."""
-
-    def __init__(self):
-        self.sent: list[dict] = []
-        self.times: list[float] = []
-        self._lock = threading.Lock()
-
-    def send(self, content, buffers=None):
-        now = time.monotonic()
-        decoded = json.loads(json.dumps(content))  # all of it must be JSON
-        with self._lock:
-            self.sent.append(decoded)
-            self.times.append(now)
-
-    def of_type(self, *types):
-        with self._lock:
-            return [m for m in self.sent if m["type"] in types]
-
-    def deltas(self):
-        out = []
-        for m in self.of_type("stream.delta", "stream.batch"):
-            out.extend(m["messages"] if m["type"] == "stream.batch" else [m])
-        return out
-
-    def delta_times(self):
-        with self._lock:
-            return [t for m, t in zip(self.sent, self.times) if m["type"] in ("stream.delta", "stream.batch")]
-
-    def response(self, req_id):
-        for m in self.of_type("response"):
-            if m["id"] == req_id:
-                return m
-        return None
-
-
 def make_chat(**kwargs) -> Chat:
-    chat = Chat(**kwargs)
-    chat.recorder = Recorder()
-    chat.send = chat.recorder.send  # what would go over the comm
-    return chat
+    return MessageRecorder().attach(Chat(**kwargs))
 
 
 @pytest.fixture

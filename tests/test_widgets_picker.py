@@ -4,33 +4,17 @@ kernel's thread) and "use as default", through the widget's message handler."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import pytest
+from recorders import MessageRecorder
 
 from llm_notebook.widgets.picker import ModelPicker, models_table
 
 
-class Recorder:
-    def __init__(self):
-        self.sent: list[dict] = []
-        self._lock = threading.Lock()
-
-    def send(self, content, buffers=None):
-        with self._lock:
-            self.sent.append(json.loads(json.dumps(content)))
-
-    def response(self, req_id):
-        with self._lock:
-            return next((m for m in self.sent if m.get("type") == "response" and m["id"] == req_id), None)
-
-
 @pytest.fixture
 def picker(loop_session):
-    w = ModelPicker()
-    w.recorder = Recorder()
-    w.send = w.recorder.send
+    w = MessageRecorder().attach(ModelPicker())
     yield w
     w.close()
 
