@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import queue
-import sys
 import threading
 import time
 import uuid
 from typing import Any, AsyncIterator, Iterator
 
-from . import keys, pricing, providers, runner
+# asyncio and the loop thread (runner) are imported by the calls that need them, so that
+# `%load_ext llm_notebook` in a plain IPython (which, from 9.x, no longer loads asyncio) stays lean.
+from . import keys, pricing, providers
 from .cache import cache_key
 from .config import LLMNotebook
 from .errors import INCOMPLETE, INTERRUPTED, TIMEOUT, LLMError, UnknownModelError
@@ -22,38 +22,26 @@ _SESSION: "Session | None" = None
 _SESSION_LOCK = threading.Lock()
 
 
-class _SessionFunction:
-    """`llm_notebook.session()`: the kernel's one Session (created on first use).
+def session() -> "Session":
+    """The kernel's one Session, created on first use and shared by every face."""
+    global _SESSION
+    with _SESSION_LOCK:
+        if _SESSION is None:
+            _SESSION = Session(config=_config_from_ipython())
+        return _SESSION
 
-    The package attribute `llm_notebook.session` is this object and it shadows this module's
-    name, so `import llm_notebook.session as m` yields it rather than the module. Attribute
-    access is therefore forwarded to the module: `m._SESSION = None` (how tests reset the
-    singleton), `m.Session` and `m.session()` work whichever of the two objects `m` is.
+
+def reset_session() -> None:
+    """Forget the kernel's Session: the next `session()` builds a new one (as after a kernel
+    restart). Tests use it to start each test from a fresh Session; widgets and magics already
+    holding the old one keep it.
+
+    `llm_notebook.session` is this module's function of the same name, so reach this hook with
+    `from llm_notebook.session import reset_session`.
     """
-
-    __name__ = __qualname__ = "session"
-
-    def __call__(self) -> "Session":
-        global _SESSION
-        with _SESSION_LOCK:
-            if _SESSION is None:
-                _SESSION = Session(config=_config_from_ipython())
-            return _SESSION
-
-    def __getattr__(self, name: str):
-        return getattr(sys.modules[__name__], name)
-
-    def __setattr__(self, name: str, value) -> None:
-        setattr(sys.modules[__name__], name, value)
-
-    def __delattr__(self, name: str) -> None:
-        delattr(sys.modules[__name__], name)
-
-    def __repr__(self) -> str:
-        return "<function llm_notebook.session()>"
-
-
-session = _SessionFunction()
+    global _SESSION
+    with _SESSION_LOCK:
+        _SESSION = None
 
 
 def _config_from_ipython() -> LLMNotebook:
@@ -265,6 +253,8 @@ class Session:
                      job_id: str | None = None, row_key: str | None = None,
                      state: CallState | None = None, context: dict | None = None) -> Response:
         """One call with our retry policy, logged whatever happens. The heart of every API."""
+        import asyncio
+
         from . import budget, context as ctx
 
         state = state or CallState()
@@ -375,6 +365,8 @@ class Session:
         """Send one prompt; returns a Response (its row is in the log)."""
         _check_prompt(prompt)
         self.resolve(model, options)  # fail fast on a bad model before touching the loop
+        from . import runner
+
         return runner.run(self.aask(prompt, model=model, system=system, cache=cache, **options))
 
     async def astream(self, prompt: str, *, model: str | None = None, system: str | None = None,
@@ -500,6 +492,8 @@ def _check_prompt(prompt) -> None:
 
 async def _astream(session: Session, messages: list[dict], **kw) -> AsyncIterator[str]:
     """Run a streamed call as a task and yield its deltas as they arrive."""
+    import asyncio
+
     q: asyncio.Queue = asyncio.Queue()
     done = object()
     task = asyncio.ensure_future(session._acall(messages, stream=True, on_delta=q.put_nowait, **kw))
@@ -531,6 +525,10 @@ class Stream:
         self.response: Response | None = None
 
     def __iter__(self) -> Iterator[str]:
+        import asyncio
+
+        from . import runner
+
         q: "queue.Queue[tuple[str, Any]]" = queue.Queue()
         holder: dict = {}
 

@@ -19,7 +19,8 @@ def log_path(tmp_path, monkeypatch):
 @pytest.fixture
 def nb_session(log_path, monkeypatch):
     """A fresh kernel Session (the singleton reset) writing to a per-test log."""
-    import llm_notebook.session as session_module
+    import llm_notebook
+    from llm_notebook.session import reset_session
 
     # No provider keys leak in from the machine: tests decide which keys exist.
     for var in list(os.environ):
@@ -30,8 +31,8 @@ def nb_session(log_path, monkeypatch):
 
     monkeypatch.setattr(keys, "_dotenv_loaded", True)
     monkeypatch.setattr(keys, "_memory", {})
-    monkeypatch.setattr(session_module, "_SESSION", None)
-    s = session_module.session()
+    reset_session()
+    s = llm_notebook.session()
     # Once a test has created IPython's shell, the config object is the shell's and outlives
     # this Session: put back every setting a test changes (deadline, cache, default_model...).
     saved_config = {name: getattr(s.config, name) for name in s.config.trait_names(config=True)}
@@ -39,7 +40,7 @@ def nb_session(log_path, monkeypatch):
     yield s
     for name, value in saved_config.items():
         setattr(s.config, name, value)
-    session_module._SESSION = None
+    reset_session()
 
 
 @pytest.fixture

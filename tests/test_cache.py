@@ -98,11 +98,12 @@ def test_only_complete_successful_answers_are_stored(loop_session, loopback):
 
 
 def test_cache_lives_in_the_log_across_sessions(loop_session, loopback, monkeypatch):
-    import llm_notebook.session as session_module
+    import llm_notebook
+    from llm_notebook.session import reset_session
 
     loop_session.ask("persist me", model="loop/m", cache=True)
-    monkeypatch.setattr(session_module, "_SESSION", None)
-    fresh = session_module.session()
+    reset_session()
+    fresh = llm_notebook.session()
     fresh.add_endpoint("loop", loopback.url)
     assert fresh.ask("persist me", model="loop/m", cache=True).cached is True
     assert hits(loopback) == 1

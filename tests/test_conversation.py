@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-import llm_notebook.session as session_module
+import llm_notebook
+from llm_notebook.session import reset_session
 from llm_notebook.conversation import Conversation
 
 
@@ -82,8 +83,8 @@ def test_named_history_survives_a_kernel_restart(nb_session, loopback, monkeypat
     conv_id = chat.id
 
     # "Restart the kernel": a brand-new Session object on the same log file.
-    monkeypatch.setattr(session_module, "_SESSION", None)
-    fresh = session_module.session()
+    reset_session()
+    fresh = llm_notebook.session()
     assert fresh is not nb_session and fresh.log.path == log_path
     fresh.add_endpoint("loop", loopback.url)
     again = fresh.chat("project")

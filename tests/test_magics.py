@@ -295,11 +295,11 @@ def test_new_with_system_keeps_it_for_the_conversation(ip, loopback):
 
 
 def test_named_chat_is_separate_and_persists(ip, loopback):
-    import llm_notebook.session as session_module
+    from llm_notebook.session import reset_session
 
     ok(ip, "%%llm loop/m --chat research\nA [[reply:a]]")
     ok(ip, "%%llm loop/m --new\nB [[reply:b]]")
-    session_module._SESSION = None  # a kernel restart: the named conversation is in the log
+    reset_session()  # a kernel restart: the named conversation is in the log
     llm_notebook = __import__("llm_notebook")
     llm_notebook.session().add_endpoint("loop", loopback.url)
     ok(ip, "%%llm loop/m --chat research\nC [[reply:c]]")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import pytest
 
 import llm_notebook
-import llm_notebook.session as session_module
 from llm_notebook import keys
 from llm_notebook.errors import LLMError, MissingKeyError, ResponseFormatError, UnknownModelError
 
@@ -366,4 +365,4 @@ def test_errors_are_llmerrors_with_kinds(loop_session, loopback):
     row = loop_session.log.call(err.value.call_id)
     assert row["status"] == "error" and row["error_kind"] == "bad_request"
     assert "bad thing" in row["error"]
-    assert session_module.session() is loop_session
+    assert llm_notebook.session() is loop_session

@@ -258,7 +258,8 @@ def test_a_failed_message_keeps_the_branch_and_reports_one_line(loop_session, lo
 
 
 def test_state_comes_from_the_log_after_a_reload_and_a_kernel_restart(loop_session, loopback, chats, log_path):
-    import llm_notebook.session as session_module
+    import llm_notebook
+    from llm_notebook.session import reset_session
 
     chat = chats(model="loop/model", name="notes", system="Be brief.")
     a = ok(chat, "send", {"prompt": "remember this"}, "1")
@@ -272,8 +273,8 @@ def test_state_comes_from_the_log_after_a_reload_and_a_kernel_restart(loop_sessi
     assert state["active"] is None
 
     # A new kernel: a fresh Session on the same log, the widget re-created by name.
-    session_module._SESSION = None
-    fresh = session_module.session()
+    reset_session()
+    fresh = llm_notebook.session()
     fresh.config.log_path = log_path
     fresh.add_endpoint("loop", loopback.url)
     again = chats(name="notes")

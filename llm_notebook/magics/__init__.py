@@ -22,14 +22,14 @@ def __getattr__(name: str):
 
 
 def load_ipython_extension(ipython) -> None:
-    from .. import session as session_module
+    from ..session import session
     from .llm_magics import LLMMagics
 
     if not any(isinstance(m, LLMMagics) for m in ipython.magics_manager.registry.values()):
         # Magics.__init__ appends the instance to ipython.configurables, so %config sees it.
         ipython.register_magics(LLMMagics(shell=ipython))
     # The Session's settings (LLMNotebook) must be reachable from %config as well.
-    config = session_module.session().config
+    config = session().config
     if config not in ipython.configurables:
         ipython.configurables.append(config)
     from ..ipython_errors import install
