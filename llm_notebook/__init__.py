@@ -42,9 +42,9 @@ _LAZY = {
     "ModelPicker": ("llm_notebook.widgets.picker", "ModelPicker"),
     "TemplateEditor": ("llm_notebook.widgets.template_editor", "TemplateEditor"),
     "UsagePanel": ("llm_notebook.widgets.usage_panel", "UsagePanel"),
-    "ComparisonGrid": ("llm_notebook.compare", "ComparisonGrid"),
-    "compare": ("llm_notebook.compare", "compare"),
-    "checks": ("llm_notebook.compare", "checks"),
+    "ComparisonGrid": ("llm_notebook.comparison", "ComparisonGrid"),
+    "compare": ("llm_notebook.comparison", "compare"),
+    "checks": ("llm_notebook.comparison", "checks"),
 }
 
 

@@ -306,7 +306,7 @@ def m010_batch_jobs(db: sqlite3.Connection) -> None:
 def m030_compare(db: sqlite3.Connection) -> None:
     # Comparison grids (llm_notebook.compare): one `comparisons` row per grid, and the user's
     # ratings of its cells. A rating is keyed by the cell's request (model, messages, options;
-    # compare/spec.py cell_key), not by the grid, so a grid re-created over the same prompts,
+    # comparison/spec.py cell_key), not by the grid, so a grid re-created over the same prompts,
     # models and inputs finds the ratings again. Its cells' answers live in `calls`.
     run_script(db,
         """

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from llm_notebook import checks
-from llm_notebook.compare import ComparisonGrid, compare
+from llm_notebook.comparison import ComparisonGrid, compare
 
 COUNTRIES = [{"country": "France", "expected": "Paris"},
              {"country": "Japan", "expected": "Tokyo"},
@@ -288,14 +288,15 @@ def test_the_litellm_path_over_real_http(nb_session, loopback, log_path):
         assert key not in text
 
 
-def test_package_exports_are_lazy_and_callable():
+def test_package_exports_are_lazy_and_stay_functions():
     import subprocess
     import sys
 
     code = ("import sys, llm_notebook as l\n"
-            "assert 'llm_notebook.compare' not in sys.modules\n"
+            "assert 'llm_notebook.comparison' not in sys.modules\n"
             "f = l.compare\n"
-            "assert callable(f) and callable(l.compare)  # function, then the callable package\n"
+            "import types, llm_notebook.comparison.grid\n"
+            "assert isinstance(l.compare, types.FunctionType) and l.compare is f\n"
             "assert l.checks.contains('a').name == \"contains('a')\"\n"
             "from llm_notebook import compare, ComparisonGrid\n"
             "assert callable(compare) and ComparisonGrid.__name__ == 'ComparisonGrid'\n")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from llm_notebook.compare import checks
+from llm_notebook.comparison import checks
 
 
 def cell(output: str, **extra) -> dict:

@@ -10,7 +10,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from llm_notebook.compare import checks, compare
+from llm_notebook.comparison import checks, compare
 
 HOSTILE = ('<script>window.__pwned=1</script> <img src=x onerror="window.__pwned=2"> '
            '![beacon](http://192.0.2.1/beacon.png) <iframe src="http://192.0.2.1/"></iframe> '

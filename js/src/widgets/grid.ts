@@ -1,6 +1,6 @@
 /**
  * The comparison grid (`llm_notebook.compare(...)`): prompts × models × inputs side by side.
- * Python side: llm_notebook/compare/grid.py (ComparisonGrid); the pieces are in ./grid/.
+ * Python side: llm_notebook/comparison/grid.py (ComparisonGrid); the pieces are in ./grid/.
  */
 import type { AnyModel, Initialize, Render } from "@anywidget/types";
 import { rpcFor } from "../shared/rpc";

@@ -1,5 +1,5 @@
 /**
- * What `llm_notebook/compare/grid.py` sends: the `spec` trait (fixed for a grid) and cells.
+ * What `llm_notebook/comparison/grid.py` sends: the `spec` trait (fixed for a grid) and cells.
  * Change both sides together.
  */
 
