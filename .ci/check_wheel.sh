@@ -58,7 +58,10 @@ done
 
 step "build the wheel (Node.js used here only)"
 command -v node >/dev/null || fail "building needs Node.js 20+ on PATH"
-(cd "$WORK/src" && "$PYTHON" -m pip wheel --no-deps --wheel-dir "$WORK/dist" . 2>&1 | tail -n 5)
+# The lock (.ci/constraints.txt) pins the build backends too, as in .ci/install.
+CONSTRAINTS="$REPO/.ci/constraints.txt"
+(cd "$WORK/src" && "$PYTHON" -m pip wheel --no-deps --build-constraint "$CONSTRAINTS" \
+  --wheel-dir "$WORK/dist" . 2>&1 | tail -n 5)
 WHEEL=$(ls "$WORK"/dist/llm_notebook-*.whl)
 echo "$WHEEL"
 "$PYTHON" - "$WHEEL" <<'EOF'
@@ -82,7 +85,10 @@ else
   "$PYTHON" -m venv "$WORK/venv"
 fi
 VENV_BIN="$WORK/venv/bin"
-"$VENV_BIN/python" -m pip install -q "$WHEEL" >"$WORK/pip-install.log" 2>&1 ||
+# The venv's own pip may predate the lock's: bring it to the locked version first. The wheel's
+# dependencies come from the lock, as everywhere in CI (a user's pip resolves the open ranges).
+"$VENV_BIN/python" -m pip install -q -c "$CONSTRAINTS" --upgrade pip >"$WORK/pip-install.log" 2>&1
+"$VENV_BIN/python" -m pip install -q -c "$CONSTRAINTS" "$WHEEL" >>"$WORK/pip-install.log" 2>&1 ||
   { tail -n 30 "$WORK/pip-install.log"; fail "pip install of the wheel failed"; }
 "$VENV_BIN/python" -m pip list 2>/dev/null | grep -Ei "^(llm-notebook|jupyterlab|jupyter_server|jupyter-server) "
 
