@@ -72,10 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     print("  costliest imports of one run (python -X importtime), self / cumulative:")
     for self_us, cumulative_us, name in slowest_imports():
         print(f"    {self_us / 1000:6.1f} ms / {cumulative_us / 1000:6.1f} ms  {name}")
-    print(f"{'PASS' if median <= TARGET_S and not heavy else 'FAIL'}: median import time "
+    passed = median <= TARGET_S and not heavy
+    print(f"{'PASS' if passed else 'FAIL'}: median import time "
           f"{median * 1000:.1f} ms vs {TARGET_S * 1000:.0f} ms target"
           + ("" if not heavy else f"; heavy modules imported: {heavy}"))
-    return 0
+    return 0 if passed else 1
 
 
 if __name__ == "__main__":

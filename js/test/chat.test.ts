@@ -93,7 +93,8 @@ describe("chat widget", () => {
     for (const a of Array.from(t.el.querySelectorAll(".llm-chat-body a"))) expect(a.getAttribute("href")).toBeNull();
     const blocked = Array.from(t.el.querySelectorAll(".llm-md-image-blocked"), (b) => b.textContent);
     expect(blocked.some((b) => b!.includes("https://evil.example/pixel.png"))).toBe(true);
-    expect((window as { __pwned?: unknown }).__pwned).toBeUndefined();
+    // jsdom runs no scripts and fires no onerror, so whether hostile markup can run is checked
+    // in Chromium: tests/browser/test_chat_browser.py::test_hostile_messages_run_nothing_and_fetch_nothing.
   });
 
   it("streams an answer: the prompt at once, the text as deltas come, stop enabled meanwhile", async () => {
