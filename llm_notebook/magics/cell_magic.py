@@ -192,9 +192,10 @@ def _from_template(session, magics, args, body, model, options):
         system = template.render_system(found, **explicit)
     except ValueError as exc:  # a missing variable or a bad value: the message names it
         if withheld:
-            raise UsageError(f"{exc} (the notebook's {', '.join(withheld)} looks like a "
-                             "credential, so a template never gets it; pass --var NAME=... "
-                             "if it really is meant for the model)") from None
+            looks = "looks like a credential" if len(withheld) == 1 else "look like credentials"
+            raise UsageError(f"{exc} (the notebook's {', '.join(withheld)} {looks}, which a "
+                             "template is never filled with; pass --var NAME=... if it really is "
+                             "meant for the model)") from None
         raise UsageError(str(exc)) from None
     merged = dict(getattr(template, "options", None) or {})
     merged.update(options)

@@ -34,13 +34,18 @@ from .params import BadParam, Param, choice, integer, parse_query, text, timesta
 API_PREFIX = "llm-notebook/api"
 # What jupyter_server's authorizer is asked about (action "read" for GET).
 AUTH_RESOURCE = "llm_notebook"
+# Bounds of every answer. A call's page is the largest: its own texts (5 × FIELD_LIMIT), its
+# latest messages (MESSAGES_LIMIT × MAX_PREVIEW) and its thread's latest calls (THREAD_LIMIT × 4
+# texts × MAX_PREVIEW): at most 5.5 million characters, under MAX_REPLY_BYTES even if every one
+# took 4 bytes. A history page can ask for more (500 rows × 20,000 characters): it gets a 413
+# that says to ask for fewer.
 DEFAULT_PREVIEW = 400
-MAX_PREVIEW = 20_000          # characters of a prompt or answer in a history row
-FIELD_LIMIT = 200_000         # characters of any text of one call in full
-THREAD_LIMIT = 200            # calls of a thread (the latest ones)
-MESSAGES_LIMIT = 100          # messages of one call shown in full (the latest ones)
+MAX_PREVIEW = 20_000          # characters of a text in a history row, a thread, a message
+FIELD_LIMIT = 100_000         # characters of each text of the call a page is about
+THREAD_LIMIT = 50             # calls of a thread (the latest ones)
+MESSAGES_LIMIT = 50           # messages of a call (the latest ones)
 ROWS_LIMIT = 5_000            # rows of a usage table, templates listed
-MAX_REPLY_BYTES = 16 * 1024 * 1024
+MAX_REPLY_BYTES = 24 * 1024 * 1024
 _CONVERSATION_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 _log = logging.getLogger("llm_notebook.server")
 
@@ -187,7 +192,7 @@ def _visible_call(access: LogAccess, row: dict, *, limit: int = FIELD_LIMIT,
 
 
 def _capped_messages(messages: Any) -> Any:
-    """The latest MESSAGES_LIMIT messages of a call, each text cut to FIELD_LIMIT."""
+    """The latest MESSAGES_LIMIT messages of a call, each text cut to MAX_PREVIEW."""
     if isinstance(messages, str):
         return _preview(messages, FIELD_LIMIT)
     if not isinstance(messages, list):
@@ -195,9 +200,9 @@ def _capped_messages(messages: Any) -> Any:
     out = []
     for message in messages[-MESSAGES_LIMIT:]:
         if isinstance(message, dict) and isinstance(message.get("content"), str):
-            message = {**message, "content": _preview(message["content"], FIELD_LIMIT)}
-        elif not isinstance(message, dict):
-            message = _preview(str(message), FIELD_LIMIT)
+            message = {**message, "content": _preview(message["content"], MAX_PREVIEW)}
+        elif not isinstance(message, dict) or len(json.dumps(message, default=str)) > MAX_PREVIEW:
+            message = _preview(json.dumps(message, default=str), MAX_PREVIEW)
         out.append(message)
     return out
 
