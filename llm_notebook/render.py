@@ -33,10 +33,10 @@ __all__ = ["ALLOWED_URL_SCHEMES", "escape_text_html", "footer_html", "markdown_t
            "output_block"]
 
 ALLOWED_URL_SCHEMES = frozenset({"http", "https", "mailto"})
-# JupyterLab typesets TeX in HTML outputs with MathJax, whose \href{javascript:...}{} and
-# \class{...} would turn an answer's text into live links and styled elements after our
-# sanitizer has run: every output of ours is marked for MathJax (3: mathjax_ignore, 2:
-# tex2jax_ignore) to leave alone.
+# JupyterLab typesets TeX in every HTML output with MathJax, after our sanitizer has run: an
+# answer's $...$ (with \href, \class, \style, \require...) would become markup the sanitizer
+# never saw. Every output of ours is marked for MathJax (3: mathjax_ignore, 2: tex2jax_ignore)
+# to leave alone.
 NO_MATH_CLASSES = "mathjax_ignore tex2jax_ignore"
 
 _SAFE_HREF = re.compile(r"(?:https?|mailto):", re.IGNORECASE)

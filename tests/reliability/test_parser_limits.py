@@ -1,7 +1,8 @@
 """Suite 13 — safe to share: files and parsers have limits.
 
-A template file from someone else is read within bounds: a 500-byte YAML alias bomb (which
-`yaml.safe_load` would happily expand into gigabytes once walked) and recursive aliases are
+A template file from someone else is read within bounds: a 389-byte llm template whose defaults
+are a YAML alias bomb (`yaml.safe_load` builds it in microseconds; checking the template then
+walked 387 million values: a MemoryError after a minute, before) and recursive aliases are
 refused in milliseconds, a file over the size cap is refused before it is parsed, and nothing
 is imported. The `-f code` extractor is linear: 1 MB adversarial replies (unclosed fences,
 fences that never match, thousands of tiny blocks) take well under a second here, the
@@ -25,9 +26,10 @@ from llm_notebook.templates.files import MAX_FILE_BYTES
 SUITE = "13 safe to share"
 
 ALIAS_BOMB = "\n".join(
-    ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
-    + [f"{c}: &{c} [{','.join(['*' + p] * 9)}]" for p, c in zip("abcdefgh", "bcdefghi")]
-    + ["prompt: hi", ""])
+    ['prompt: "$a $b $c $d $e $f $g $h $i"', "defaults:",
+     '  a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    + [f"  {c}: &{c} [{','.join(['*' + p] * 9)}]" for p, c in zip("abcdefgh", "bcdefghi")]
+    + [""])
 
 # 1 MB replies shaped to make a backtracking fence matcher take minutes.
 ADVERSARIAL = {
