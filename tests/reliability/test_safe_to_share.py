@@ -178,7 +178,9 @@ def test_a_planted_or_foreign_template_sends_nothing(user, loopback, ipshell, re
 
     with pytest.raises(TemplateError, match="option 'api_base' sets where the request goes"):
         s.templates.get("planted")
-    tried, kept = tried + 1, kept + 1
+    with pytest.raises(TemplateError, match="option 'api_base'"):  # not sent as the word "planted"
+        pd.DataFrame({"text": ["a"]}).llm.map("planted", progress=False)
+    tried, kept = tried + 2, kept + 2
     for line, expected in (("%llm -t planted --var text=x --no-stream", "api_base"),
                            ("%llm -t foreign --var text=x --no-stream",
                             "no endpoint 'theirs' is configured in this kernel")):
