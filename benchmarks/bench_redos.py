@@ -24,25 +24,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from llm_notebook.magics.output import extract_code  # noqa: E402
 from llm_notebook.response import Response  # noqa: E402
+from llm_notebook.testing.hostile_inputs import ALIAS_BOMB, FENCE_SHAPES  # noqa: E402
 
 TARGET_S = 0.1
-SHAPES = {
-    "unclosed fences with info": "```x\n",
-    "tilde openers, backtick lines": "~~~\n```x\n",
-    "tiny non-Python blocks": "```j\n```\n",
-    "indented openers": " ```py\n",
-    "info strings with backticks": "```a`\n",
-    "one opener, long body": "```\n" + "x" * 999 + "\n",
-    "plain lines": "word\n",
-}
+SHAPES = {**FENCE_SHAPES, "plain lines": "word\n"}
 # The pattern extract_code used before (kept here only to show what it cost).
 OLD = re.compile(r"^ {0,3}(`{3,}|~{3,})[ \t]*([\w+#.-]*)[^\n]*\n(.*?)^ {0,3}\1[ \t]*$",
                  re.DOTALL | re.MULTILINE)
-ALIAS_BOMB = "\n".join(
-    ['prompt: "$a $b $c $d $e $f $g $h $i"', "defaults:",
-     '  a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
-    + [f"  {c}: &{c} [{','.join(['*' + p] * 9)}]" for p, c in zip("abcdefgh", "bcdefghi")]
-    + [""])
+
 
 
 def best(fn, runs: int) -> float:

@@ -20,26 +20,12 @@ import pandas as pd
 import pytest
 
 from llm_notebook.magics.output import extract_code
+from llm_notebook.testing.hostile_inputs import ALIAS_BOMB, FENCE_SHAPES, fence_reply
 from llm_notebook.templates import TemplateFileError
 from llm_notebook.templates.files import MAX_FILE_BYTES
 
 SUITE = "13 safe to share"
 
-ALIAS_BOMB = "\n".join(
-    ['prompt: "$a $b $c $d $e $f $g $h $i"', "defaults:",
-     '  a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
-    + [f"  {c}: &{c} [{','.join(['*' + p] * 9)}]" for p, c in zip("abcdefgh", "bcdefghi")]
-    + [""])
-
-# 1 MB replies shaped to make a backtracking fence matcher take minutes.
-ADVERSARIAL = {
-    "unclosed fences with info": "```x\n",
-    "tilde openers, backtick lines": "~~~\n```x\n",
-    "tiny non-Python blocks": "```j\n```\n",
-    "indented openers": " ```py\n",
-    "info strings with backticks": "```a`\n",
-    "one opener, long body": "```\n" + "x" * 999 + "\n",
-}
 GENEROUS_BOUND_S = 1.0   # the target is 0.1 s (benchmarks/bench_redos.py); load on 2 shared cores
 
 
@@ -66,14 +52,12 @@ def test_an_alias_bomb_is_refused_in_milliseconds(nb_session, tmp_path, record):
                                  f"{MAX_FILE_BYTES // 2**20 + 1} MB file refused; nothing imported")
 
 
-@pytest.mark.parametrize("shape", list(ADVERSARIAL))
+@pytest.mark.parametrize("shape", list(FENCE_SHAPES))
 def test_the_code_extractor_is_linear_on_1_mb_adversarial_replies(shape, record):
-    unit = ADVERSARIAL[shape]
-    reply = unit * (1_000_000 // len(unit))
-    best = min(_timed(extract_code, reply) for _ in range(3))
+    best = min(_timed(extract_code, fence_reply(shape)) for _ in range(3))
     assert best < GENEROUS_BOUND_S, f"{shape}: {best:.3f} s"
     # Linear: a reply ten times smaller takes about a tenth of the time (not a hundredth).
-    small = unit * (100_000 // len(unit))
+    small = fence_reply(shape, 100_000)
     assert min(_timed(extract_code, small) for _ in range(3)) < best / 3 + 0.005
     record(tried=1, kept=1, note=f"-f code on 1 MB '{shape}': {best * 1000:.0f} ms")
 

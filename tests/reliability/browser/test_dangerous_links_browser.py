@@ -77,12 +77,6 @@ def _notebook(root, url: str) -> str:
     return "links.ipynb"
 
 
-def _drawn(locator, text: str, timeout: int = helpers.EXECUTE_TIMEOUT_MS) -> None:
-    locator.first.wait_for(state="attached", timeout=timeout)
-    locator.page.wait_for_function("([el, text]) => el.textContent.includes(text)",
-                                   arg=[locator.first.element_handle(), text], timeout=timeout)
-
-
 def test_no_dangerous_link_reaches_any_surface_and_copy_copies_what_is_shown(
         jupyter_lab, lab_page, loopback, request_monitor, shot, record):
     page = lab_page
@@ -99,17 +93,17 @@ def test_no_dangerous_link_reaches_any_surface_and_copy_copies_what_is_shown(
         "template editor": helpers.cell_output(panel, 7).locator(".llm-te"),
     }
     for name in ("Response", "%%llm", "%%llm -f html"):
-        _drawn(surfaces[name], "LINKSEND")
-    _drawn(surfaces["chat"].locator(".llm-chat-turn:not(.llm-chat-live)"), "LINKSEND")
-    _drawn(surfaces["grid"], "LINKSEND")
+        helpers.wait_text(surfaces[name], "LINKSEND")
+    helpers.wait_text(surfaces["chat"].locator(".llm-chat-turn:not(.llm-chat-live)"), "LINKSEND")
+    helpers.wait_text(surfaces["grid"], "LINKSEND")
     editor = surfaces["template editor"]
     editor.locator('.llm-te-var[data-variable="x"] textarea').fill("links")
     editor.locator(".llm-te-prompt .cm-content").click()
     page.keyboard.press("Control+Enter")
-    _drawn(editor.locator(".llm-te-result-body"), "LINKSEND")
+    helpers.wait_text(editor.locator(".llm-te-result-body"), "LINKSEND")
     page.locator('.jp-SideBar.jp-mod-left [data-id="llm-notebook-sidebar"]').click()
     sidebar = page.locator("#llm-notebook-sidebar")
-    _drawn(sidebar, "LINKSBEGIN")
+    helpers.wait_text(sidebar, "LINKSBEGIN")
     surfaces["sidebar"] = sidebar
 
     # The control: this lab's MathJax typesets math in an output that does not opt out.
@@ -145,7 +139,7 @@ def test_no_dangerous_link_reaches_any_surface_and_copy_copies_what_is_shown(
     helpers.run_cell(page, panel, 9)
     chat = surfaces["chat"]
     last = chat.locator(".llm-chat-turn:not(.llm-chat-live)").last
-    _drawn(last, "More words.")
+    helpers.wait_text(last, "More words.")
     page.evaluate("() => { window.__copied = []; navigator.clipboard.writeText = async (t) => {"
                   " window.__copied.push(t); }; }")
     last.locator(".llm-chat-assistant button", has_text="Copy").click()
