@@ -68,7 +68,7 @@ def _notebook(root, url: str) -> str:
         "%%llm loop/m -f html\nlinks",                                              # 3
         "chat = llm_notebook.Chat(model='loop/m')\nchat",                           # 4
         "chat.ask('links').status",                                                 # 5
-        "grid = llm_notebook.compare('Say {x}', ['loop/a'], inputs=[{'x': 'one'}])\ngrid",  # 6
+        "grid = llm_notebook.compare('Links for {x}', ['loop/a'], inputs=[{'x': 'one'}])\ngrid",  # 6 (uncached)
         "editor = llm_notebook.TemplateEditor('links', models=['loop/a'])\neditor",       # 7
         "from IPython.display import Markdown\n"
         "Markdown('control: $x^2$ typeset by MathJax')",                           # 8
