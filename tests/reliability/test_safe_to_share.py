@@ -180,7 +180,10 @@ def test_a_planted_or_foreign_template_sends_nothing(user, loopback, ipshell, re
         s.templates.get("planted")
     with pytest.raises(TemplateError, match="option 'api_base'"):  # not sent as the word "planted"
         pd.DataFrame({"text": ["a"]}).llm.map("planted", progress=False)
-    tried, kept = tried + 2, kept + 2
+    listed = s.templates.list()       # still listed (so it can be found and deleted), never run
+    assert list(listed["name"]) == ["foreign", "planted"]
+    assert listed.set_index("name")["variables"]["planted"] is None
+    tried, kept = tried + 3, kept + 3
     for line, expected in (("%llm -t planted --var text=x --no-stream", "api_base"),
                            ("%llm -t foreign --var text=x --no-stream",
                             "no endpoint 'theirs' is configured in this kernel")):
@@ -201,6 +204,7 @@ def test_a_planted_or_foreign_template_sends_nothing(user, loopback, ipshell, re
     assert result.error_in_exec is None, cap.stderr
     assert [r["body"]["messages"][-1]["content"] for r in loopback.requests()] == ["Summarise fine"]
     assert _leaks(loopback, secrets) == []
+    assert s.templates.delete("planted") == 1
     record(tried=tried, kept=kept, note="a template planted in the log and one naming another "
                                         "kernel's endpoint: refused by get, %%llm -t, ask, map")
 
