@@ -22,7 +22,6 @@ from . import Result, Route
 _sessions: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, object]" = weakref.WeakKeyDictionary()
 
 
-
 def _session():
     import aiohttp
 
