@@ -1,5 +1,10 @@
 """Where API keys come from: environment, a `.env` file in the working folder, the OS keyring,
-or `Session.set_key` (memory). Keys never go to the log, notebooks or widget state."""
+or `Session.set_key` (memory). Keys never go to the log, notebooks or widget state.
+
+A `.env` may have come with a project from someone else, so it gives keys and nothing else:
+only the provider key variables named in PROVIDER_ENV (and `LLM_NOTEBOOK_*`) are read from it,
+never a base URL, a proxy or any other setting, and never over a variable already set.
+"""
 
 from __future__ import annotations
 
@@ -30,23 +35,53 @@ PROVIDER_ENV = {
 # Providers that need no key (local servers).
 KEYLESS = {"ollama", "ollama_chat", "local", "lm_studio", "vllm", "hosted_vllm", "llamafile"}
 
+# What a .env may set: keys (a credentials *file* path is not a key: it would pick the account).
+DOTENV_KEYS = frozenset(v for names in PROVIDER_ENV.values() for v in names
+                        if v != "GOOGLE_APPLICATION_CREDENTIALS")
+DOTENV_PREFIX = "LLM_NOTEBOOK_"
+
 _memory: dict[str, str] = {}
 _dotenv_loaded = False
+_dotenv: dict[str, str] = {}   # the whole .env as read, for named_value()
+
+
+def _dotenv_path() -> str:
+    return os.path.join(os.getcwd(), ".env")
+
+
+def _dotenv_values() -> dict[str, str]:
+    path = _dotenv_path()
+    if not os.path.isfile(path):
+        return {}
+    from dotenv import dotenv_values
+
+    # No ${VAR} expansion: a value is taken as written, never built from the environment.
+    return {k: v for k, v in dotenv_values(path, interpolate=False).items() if v is not None}
+
+
+def dotenv_allows(name: str) -> bool:
+    return name in DOTENV_KEYS or name.startswith(DOTENV_PREFIX)
 
 
 def load_dotenv_once() -> None:
-    """Read `.env` from the working folder (never overriding real environment variables)."""
-    global _dotenv_loaded
+    """Read the provider keys (and LLM_NOTEBOOK_* settings) of `.env` in the working folder
+    into the environment; everything else in it is ignored, and nothing already set changes."""
+    global _dotenv_loaded, _dotenv
     if _dotenv_loaded:
         return
     _dotenv_loaded = True
-    path = os.path.join(os.getcwd(), ".env")
-    if os.path.isfile(path):
-        from dotenv import dotenv_values
+    _dotenv = _dotenv_values()
+    for k, v in _dotenv.items():
+        if dotenv_allows(k) and k not in os.environ:
+            os.environ[k] = v
 
-        for k, v in dotenv_values(path).items():
-            if v is not None and k not in os.environ:
-                os.environ[k] = v
+
+def named_value(name: str) -> str | None:
+    """The value of the variable an endpoint's `api_key_env` names: the environment, else that
+    one variable of `.env` (the user named it in their own code, and its value is only ever
+    sent as the key of the endpoint they configured); `.env` never enters the environment."""
+    load_dotenv_once()
+    return os.environ.get(name) or _dotenv.get(name) or None
 
 
 def env_vars_for(provider: str) -> list[str]:

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sqlite3
 import threading
 import time
 from typing import Any, Iterable, Sequence
 
-from . import migrations
+from . import log_files, migrations
 
 CALL_COLUMNS = (
     "ts", "model", "provider", "endpoint", "system", "prompt", "messages", "options", "response",
@@ -50,9 +49,7 @@ class Log:
         self._lock = threading.RLock()
         try:
             if path != ":memory:":
-                os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
-                if os.path.isdir(path):
-                    raise IsADirectoryError(21, "it is a folder", path)
+                log_files.prepare(path)  # folder 0700, file 0600; warns if others can read it
             self._conn = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_MS / 1000,
                                          isolation_level=None, check_same_thread=False)
             self._conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")

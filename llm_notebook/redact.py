@@ -11,6 +11,9 @@ import os
 import re
 import threading
 
+# Credential options are defined with every other kind of option in llm_notebook.options.
+from .options import CREDENTIALS as SECRET_OPTIONS  # noqa: F401  (this module's old name for it)
+
 MASK = "[REDACTED]"
 
 _known: set[str] = set()
@@ -25,6 +28,7 @@ _PATTERNS = [
     re.compile(r"\bAIza[0-9A-Za-z_\-]{30,}"),               # Google
     re.compile(r"\bAKIA[0-9A-Z]{16}\b"),                     # AWS access key id
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9_\-\.=:+/]{8,}"),
+    re.compile(r"(?i)(\b[a-z][a-z0-9+.\-]{0,20}://[^/\s:@]{0,200}:)[^/\s@]{1,200}(?=@)"),  # URL password
     re.compile(r"(?i)((?:api[_-]?key|access[_-]?token|secret|password|x-api-key)[\"']?\s*[:=]\s*[\"']?)"
                r"[^\s\"',;&]{6,}"),
 ]
@@ -61,10 +65,24 @@ def redact(text: str) -> str:
     return text
 
 
-# Headers whose value is a credential (sent in a call's extra_headers/headers options).
-_SECRET_HEADER = re.compile(r"(?i)^(proxy-)?authorization$|api[-_]?key|token|secret|cookie|password")
-# Options that are credentials themselves: sent to the provider, never logged.
-SECRET_OPTIONS = frozenset({"api_key"})
+# Names (of variables, options, headers) that say their value is a credential.
+_SECRET_NAME = re.compile(
+    r"(?i)(?:^|[_\-.])(?:api[_-]?key|access[_-]?key|key|keys|token|secret|password|passwd|"
+    r"credentials?|cookie|authorization|auth)(?:$|[_\-.])")
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a name (`OPENAI_API_KEY`, `api_key`, `X-Api-Key`, `github_token`...) says that
+    its value is a credential."""
+    return isinstance(name, str) and bool(_SECRET_NAME.search(name))
+
+
+def looks_secret(name: str, text: str) -> bool:
+    """Whether a named value looks like a credential: by its name, or because redaction would
+    change its text (a key shape, a known key, a key-like environment variable's value)."""
+    return is_secret_name(name) or (bool(text) and redact(text) != text)
+
+
 
 
 def register_options(options: dict | None) -> None:
@@ -80,7 +98,7 @@ def register_options(options: dict | None) -> None:
         if not isinstance(headers, dict):
             continue
         for header, value in headers.items():
-            if isinstance(value, str) and _SECRET_HEADER.search(str(header)):
+            if isinstance(value, str) and is_secret_name(str(header)):
                 register(value)
                 scheme, _, credential = value.strip().partition(" ")
                 if credential:
@@ -88,14 +106,18 @@ def register_options(options: dict | None) -> None:
 
 
 def loggable_options(options: dict) -> dict:
-    """A call's options as they may be logged: no credential options, every string redacted."""
+    """A call's options as they may be logged: no credential options (llm_notebook.options
+    decides which), credential-named entries inside them masked, every string redacted."""
+    from .options import is_credential
+
     def clean(value):
         if isinstance(value, str):
             return redact(value)
         if isinstance(value, dict):
-            return {k: clean(v) for k, v in value.items()}
+            return {k: MASK if is_secret_name(str(k)) and isinstance(v, str) else clean(v)
+                    for k, v in value.items()}
         if isinstance(value, (list, tuple)):
             return [clean(v) for v in value]
         return value
 
-    return {k: clean(v) for k, v in options.items() if k not in SECRET_OPTIONS}
+    return {k: clean(v) for k, v in options.items() if not is_credential(str(k))}

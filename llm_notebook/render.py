@@ -29,9 +29,15 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-__all__ = ["ALLOWED_URL_SCHEMES", "escape_text_html", "footer_html", "markdown_to_html"]
+__all__ = ["ALLOWED_URL_SCHEMES", "escape_text_html", "footer_html", "markdown_to_html",
+           "output_block"]
 
 ALLOWED_URL_SCHEMES = frozenset({"http", "https", "mailto"})
+# JupyterLab typesets TeX in every HTML output with MathJax, after our sanitizer has run: an
+# answer's $...$ (with \href, \class, \style, \require...) would become markup the sanitizer
+# never saw. Every output of ours is marked for MathJax (3: mathjax_ignore, 2: tex2jax_ignore)
+# to leave alone.
+NO_MATH_CLASSES = "mathjax_ignore tex2jax_ignore"
 
 _SAFE_HREF = re.compile(r"(?:https?|mailto):", re.IGNORECASE)
 _LANG = re.compile(r"[A-Za-z0-9_+#.-]{1,40}")
@@ -250,6 +256,11 @@ def _chunks(
         pos = end
     if start < n:
         yield start, prefix + text[start:]
+
+
+def output_block(inner: str, classes: str = "llm-nb-output") -> str:
+    """Sanitized HTML (from this module) wrapped as one output that MathJax skips."""
+    return f'<div class="{classes} {NO_MATH_CLASSES}">{inner}</div>'
 
 
 def escape_text_html(text: str) -> str:

@@ -63,11 +63,14 @@ class Response:
             parts.append(self.status)
         return " · ".join(parts)
 
-    def _repr_markdown_(self) -> str:
-        # LLM text is hostile: escape HTML and neutralise images so nothing runs or loads.
-        safe = (self.text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-                .replace("![", "!\\["))
-        return f"{safe}\n\n<sub>{self.footer()}</sub>".replace("<sub>", "*").replace("</sub>", "*")
+    def _repr_html_(self) -> str:
+        # LLM text is hostile: shown exactly as `%%llm` shows it, through the one sanitizer
+        # (llm_notebook.render). No text/markdown: a front end's own markdown renderer would
+        # make live links, images, MathJax and mermaid diagrams of it.
+        from . import render
+
+        return render.output_block(render.markdown_to_html(self.text)
+                                   + render.footer_html([self.footer()]))
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -401,6 +401,12 @@ def test_user_mistakes_are_one_line_usage_errors(ip, monkeypatch):
     assert "give one" in usage_error(ip, "%%llm loop/a -m loop/b\nhi")
     assert "secret" in usage_error(ip, "%%llm loop/m --option api_key=sk-123456789\nhi")
     assert "-m/--model" in usage_error(ip, "%%llm loop/m --option model=x\nhi")
+    for routing in ("api_base=http://127.0.0.1:9/v1", "base_url=http://x", 'extra_headers={"A":"b"}',
+                    "custom_llm_provider=openai", "langfuse_host=http://x", "mock_response=hi"):
+        message = usage_error(ip, f"%%llm loop/m --option {routing}\nhi")
+        assert f"--option {routing.split('=')[0]}=" in message and "add_endpoint" in message \
+            or "not a generation option" in message, message
+    assert "takes a number" in usage_error(ip, "%%llm loop/m --option top_p='\"x\"'\nhi")
     assert "key=value" in usage_error(ip, "%%llm loop/m --option top_p\nhi")
     assert "quotes" in usage_error(ip, "%%llm loop/m -s 'unclosed\nhi")
     assert "--max-tokens" in usage_error(ip, "%%llm loop/m --max-tokens 0\nhi")
@@ -513,13 +519,14 @@ def test_terminal_prints_deltas_and_footer(ip, loopback):
 # -- litellm ------------------------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_through_litellm(ip, loopback, monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-magic-0123456789")
+def test_through_litellm(ip, loopback, nb_session):
+    # The server is configured in Python (a cell can never route a call: see below).
+    nb_session.add_endpoint("viallm", loopback.url, api_key="sk-test-magic-0123456789",
+                            via="litellm")
     loopback.configure(tokens_per_second=50)
-    cap = ok(ip, f"%%llm openai/gpt-4o-mini --option api_base={loopback.url} -o r\n"
-                 f"[[reply:{HOSTILE}]]")
+    cap = ok(ip, f"%%llm viallm/gpt-4o-mini -o r\n[[reply:{HOSTILE}]]")
     response = ip.user_ns["r"]
-    assert response.text == HOSTILE and response.model == "openai/gpt-4o-mini"
+    assert response.text == HOSTILE and response.model == "viallm/gpt-4o-mini"
     html = final_output(cap)["data"]["text/html"]
     assert_harmless(html)
     assert "&lt;script&gt;" in html

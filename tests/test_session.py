@@ -115,15 +115,19 @@ def test_json_error_is_one_clear_line(loop_session, loopback):
     assert "\n" not in message
 
 
-def test_repr_markdown_escapes_hostile_html(loop_session, loopback):
+def test_repr_goes_through_the_one_sanitizer(loop_session, loopback):
     hostile = ('<script>alert(1)</script> <img src=x onerror=alert(2)> '
-               '![pixel](http://evil.example/track.png) & done')
+               '![pixel](http://evil.example/track.png) [a](JaVaScRiPt:alert(3)) '
+               '[b](&#106;avascript:alert(4)) [c](data:text/html,x) $\\href{javascript:alert(5)}{m}$ '
+               '& done')
     r = loop_session.ask(f"[[reply:{hostile}]]", model="loop/m")
     assert r.text == hostile
-    md = r._repr_markdown_()
-    assert "<script" not in md and "<img" not in md and "![" not in md
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in md and "&amp; done" in md
-    assert "loop/m" in md                # the footer is there too
+    html = r._repr_html_()
+    assert "<script" not in html and "<img" not in html and "href=" not in html.lower()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "&amp; done" in html
+    assert "mathjax_ignore" in html      # MathJax leaves the \\href alone
+    assert "loop/m" in html              # the footer is there too
+    assert not hasattr(r, "_repr_markdown_")  # no text/markdown for a front end to render
 
 
 def test_prompt_must_be_text(loop_session):
@@ -283,6 +287,7 @@ def test_key_from_dotenv_file_in_the_working_folder(nb_session, tmp_path, monkey
         "OPENAI_API_KEY=sk-dotenv-loses-0123456789\n")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(keys, "_dotenv_loaded", False)
+    monkeypatch.setattr(keys, "_dotenv", {})
 
     assert keys.get_key("groq") == "gsk_from_dotenv_file_0123456789abcdef"
     assert nb_session.keys()["groq"] is True

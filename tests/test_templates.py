@@ -179,9 +179,13 @@ def test_syntax_errors_report_line_and_column_and_save_nothing(lib):
     ({"defaults": {"nope": 1}}, "a default for 'nope', which the template does not use"),
     ({"defaults": ["x"]}, "defaults must be a mapping"),
     ({"options": {"model": "gpt"}}, "option 'model' is not allowed: set it with model="),
-    ({"options": {"api_key": "sk-secret"}}, "keys never go into templates"),
-    ({"options": {"temperature": object()}}, "options must be JSON values"),
-    ({"options": {"t": float("nan")}}, "options must be JSON values"),
+    ({"options": {"api_key": "sk-secret"}}, "option 'api_key' sets a credential"),
+    ({"options": {"api_base": "http://x"}}, "option 'api_base' sets where the request goes"),
+    ({"options": {"extra_headers": {"A": "b"}}}, "option 'extra_headers' sets what the request"),
+    ({"options": {"nonsense": 1}}, "option 'nonsense' is not a generation option"),
+    ({"options": {"temperature": "hot"}}, "option 'temperature' takes a number"),
+    ({"options": {"logit_bias": {"1": object()}}}, "options must be JSON values"),
+    ({"options": {"temperature": float("nan")}}, "options must be JSON values"),
     ({"tags": ["ok", ""]}, "tags are non-empty text"),
     ({"model": 3}, "model must be text"),
 ])
@@ -331,9 +335,9 @@ def test_unsaved_template_renders_and_validates():
 
 
 def test_templates_are_hashable_and_comparable(lib):
-    t = lib.save("h", "x {y}", options={"a": 1})
+    t = lib.save("h", "x {y}", options={"seed": 1})
     assert {t, lib.get("h")} == {t}
-    assert t != lib.save("h", "x {y}", options={"a": 1})  # another version
+    assert t != lib.save("h", "x {y}", options={"seed": 1})  # another version
 
 
 # --- the sandbox --------------------------------------------------------------------------------

@@ -240,7 +240,7 @@ MALFORMED = {
     "bad-name.json": ('{"llm_notebook_templates": 1, "templates": [{"name": "a b", "prompt": "p"}]}',
                       "template names are"),
     "key.yaml": (("llm_notebook_templates: 1\ntemplates:\n  - name: a\n    prompt: p\n"
-                  "    options: {api_key: sk-x}\n"), "keys never go into templates"),
+                  "    options: {api_key: sk-x}\n"), "option 'api_key' sets a credential"),
 }
 
 

@@ -102,12 +102,12 @@ def test_llm_templates_lists_them(shell, greet, loop_session):
 
 
 @pytest.mark.slow
-def test_template_through_litellm_over_real_http(shell, loop_session, loopback, monkeypatch):
-    """The template's model is a litellm id; its options point litellm at the loopback server."""
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-loopback-test")
+def test_template_through_litellm_over_real_http(shell, loop_session, loopback):
+    """The template names an endpoint this kernel routes through litellm to the loopback server
+    (a template cannot carry the server's address itself)."""
+    loop_session.add_endpoint("viallm", loopback.url, api_key="sk-loopback-test", via="litellm")
     loop_session.templates.save("via-litellm", "Translate {text} to {lang}.",
-                                model="openai/gpt-4o-mini",
-                                options={"api_base": loopback.url, "max_tokens": 30},
+                                model="viallm/gpt-4o-mini", options={"max_tokens": 30},
                                 defaults={"lang": "Spanish"})
     result = _run(shell, "-t via-litellm --var text=cheese --no-stream -f text -o r")
     assert result.success, result.error_in_exec

@@ -432,7 +432,7 @@ def test_save_makes_version_2_then_history_and_diff(make_editor, nb_session):
 def test_save_refuses_bad_names_and_keys_in_options(make_editor, nb_session):
     _, cap = make_editor()
     assert "template names are" in cap.error("save", name="no spaces", prompt="Hi")
-    assert "keys never go into templates" in cap.error(
+    assert "option 'api_key' sets a credential" in cap.error(
         "save", name="t", prompt="Hi", options={"api_key": "sk-nope"})
     assert "save the template first" in cap.error("diff")
     assert len(nb_session.templates) == 0

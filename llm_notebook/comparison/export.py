@@ -129,7 +129,9 @@ def render(grid, format: str) -> tuple[str, str, str]:
         raise ValueError(f"export format must be one of {', '.join(FORMATS)}, not {format!r}")
     mime, suffix = FORMATS[fmt]
     if fmt == "csv":
-        return frame(grid).to_csv(index=False), mime, suffix
+        from ..csv_export import frame_to_csv
+
+        return frame_to_csv(frame(grid)), mime, suffix
     if fmt == "json":
         return to_json(grid), mime, suffix
     return to_html(grid), mime, suffix

@@ -15,6 +15,7 @@ from ..errors import ResponseFormatError
 from . import parsing
 from .errors import ReplyInterrupted, user_errors
 from .output import FORMATS, call_metadata, extract_code, open_display
+from .template_cell import from_template, interpolate_cell
 
 # Options that have their own flag, or must not be typed into a notebook cell.
 _RESERVED_OPTIONS = {
@@ -25,7 +26,6 @@ _RESERVED_OPTIONS = {
     "messages": "the cell is the message",
     "prompt": "the cell is the prompt",
 }
-_SECRET_OPTIONS = {"api_key", "key", "token", "password", "secret"}
 
 _INSTRUCTIONS = {
     "code": "Reply with only Python code in a single fenced code block, with no explanation.",
@@ -89,15 +89,17 @@ def run_cell(magics, line: str, body: str):
     model = _model_argument(args)
     options = _call_options(args)
 
+    filled: list[str] = []
     if args.template:
-        prompt, system, model, options = _from_template(session, magics, args, body, model, options)
+        prompt, system, model, options, filled = from_template(session, magics, args, body, model,
+                                                               options)
     else:
         if args.var:
             raise UsageError("--var sets template variables; use it with -t NAME")
         if not body.strip():
             raise UsageError("the cell is empty: write the prompt on the lines below %%llm "
                              "(or run a template with %llm -t NAME)")
-        prompt = body if args.raw else _interpolate(magics, body)
+        prompt = body if args.raw else interpolate_cell(magics, body)
         system = args.system
     if not prompt.strip():
         raise UsageError("the prompt is empty once its {placeholders} are filled in")
@@ -112,9 +114,11 @@ def run_cell(magics, line: str, body: str):
 
     stream = magics.stream and not args.no_stream
     display = open_display(shell, route.model, fmt, magics.max_updates_per_second)
+    # Which of the template's placeholders came from notebook variables: shown, never silent.
+    note = f"from the notebook: {', '.join(filled)}" if filled else ""
     response = _call(shell, display, conversation, fmt, prompt,
-                     dict(model=model, system=system, cache=args.cache, **options), stream)
-    _deliver(shell, display, response, fmt, args.out)
+                     dict(model=model, system=system, cache=args.cache, **options), stream, note)
+    _deliver(shell, display, response, fmt, args.out, note)
     return
 
 
@@ -130,14 +134,20 @@ def _model_argument(args) -> str | None:
 
 
 def _call_options(args) -> dict:
+    from .. import options as call_options
+
     options = parsing.key_values(args.option, "--option")
-    for key in options:
+    for key, value in options.items():
         if key in _RESERVED_OPTIONS:
             raise UsageError(f"--option {key}=...: {_RESERVED_OPTIONS[key]}")
-        if key.lower() in _SECRET_OPTIONS or key.lower().endswith(("_key", "_token", "_secret")):
+        if call_options.is_credential(key):
             raise UsageError(
                 f"--option {key}=... would save a secret in the notebook and the log; set the "
                 "provider's environment variable or run llm_notebook.session().set_key(...)")
+        # A notebook can come from someone else: its cells shape answers, never route them.
+        problem = call_options.untrusted_problem(key, value)
+        if problem:
+            raise UsageError(f"--option {key}=...: {problem}")
     if args.temperature is not None:
         options["temperature"] = args.temperature
     if args.max_tokens is not None:
@@ -145,51 +155,6 @@ def _call_options(args) -> dict:
             raise UsageError("--max-tokens must be 1 or more")
         options["max_tokens"] = args.max_tokens
     return options
-
-
-def _interpolate(magics, text: str) -> str:
-    from ..interpolate import interpolate
-
-    shell = magics.shell
-    with user_errors():
-        return interpolate(text, shell.user_ns, hidden=shell.user_ns_hidden,
-                           max_rows=magics.dataframe_rows, max_chars=magics.dataframe_chars)
-
-
-def _from_template(session, magics, args, body, model, options):
-    """Prompt, system, model and options from a saved template (`-t NAME`).
-
-    Variables come from --var, then the cell (as {input}), then same-named notebook variables
-    (a DataFrame summarised as in the cell), then the template's saved defaults.
-    """
-    templates = getattr(session, "templates", None)
-    if templates is None:
-        raise UsageError("templates are not available yet")
-    from ..interpolate import describe_value
-
-    try:
-        template = templates.get(args.template)
-    except (LookupError, ValueError) as exc:
-        raise UsageError(f"{exc}; list templates with %llm templates") from None
-    used = list(getattr(template, "variables", None) or [])
-    explicit = parsing.key_values(args.var, "--var", json_values=False)
-    if body.strip():
-        if "input" not in used:
-            raise UsageError(f"template {args.template!r} has no {{input}}, so the cell text would "
-                             "be ignored: leave the cell empty, or add {input} to the template")
-        explicit.setdefault("input", body if args.raw else _interpolate(magics, body))
-    namespace = magics.shell.user_ns
-    found = {name: describe_value(name, namespace[name], max_rows=magics.dataframe_rows,
-                                  max_chars=magics.dataframe_chars)
-             for name in used if name in namespace and not name.startswith("_")}
-    try:
-        prompt = template.render(found, **explicit)
-        system = template.render_system(found, **explicit)
-    except ValueError as exc:  # a missing variable or a bad value: the message names it
-        raise UsageError(str(exc)) from None
-    merged = dict(getattr(template, "options", None) or {})
-    merged.update(options)
-    return prompt, args.system or system, model or template.model, merged
 
 
 def _conversation(session, args, model, system):
@@ -211,7 +176,12 @@ def _with_instructions(system: str | None, fmt: str, enabled: bool) -> str | Non
     return f"{system}\n\n{instruction}" if system else instruction
 
 
-def _call(shell, display, conversation, fmt, prompt, kwargs, stream):
+def _footer(response, note: str) -> str:
+    footer = response.footer()
+    return f"{footer} · {note}" if note else footer
+
+
+def _call(shell, display, conversation, fmt, prompt, kwargs, stream, note=""):
     """Run the call, keeping the display current; returns the Response."""
     call = None
     try:
@@ -228,45 +198,45 @@ def _call(shell, display, conversation, fmt, prompt, kwargs, stream):
             return call.response
     except KeyboardInterrupt:
         response = call.response if call is not None else None
-        _show_unfinished(shell, display, response, fmt, "interrupted")
+        _show_unfinished(shell, display, response, fmt, "interrupted", note)
         if response is not None and response.text:
             raise ReplyInterrupted(
                 f"the partial reply is kept above and in the log (call {response.id})") from None
         raise ReplyInterrupted("the request was cancelled before any text arrived") from None
     except UsageError:
-        _show_unfinished(shell, display, call.response if call is not None else None, fmt, "failed")
+        _show_unfinished(shell, display, call.response if call is not None else None, fmt, "failed",
+                         note)
         raise
 
 
-def _show_unfinished(shell, display, response, fmt, status) -> None:
+def _show_unfinished(shell, display, response, fmt, status, note="") -> None:
     """An interrupted or failed call: keep whatever text arrived, with its status in the footer."""
     if response is not None:
         shell.user_ns["_llm"] = response  # the interrupted/incomplete row, partial text included
     text = response.text if response is not None and response.text else display.text
+    footer = _footer(response, note) if response is not None else status
     if not text:
-        display.fail(response.footer() if response is not None else status)
+        display.fail(footer)
         return
-    footer = response.footer() if response is not None else status
     metadata = call_metadata(response, fmt) if response is not None else None
     # An unfinished reply is not valid code, JSON or HTML; markdown still renders fine.
     display.finish(text, footer, metadata=metadata, fmt="markdown" if fmt == "markdown" else "text")
 
 
-def _deliver(shell, display, response, fmt, out) -> None:
+def _deliver(shell, display, response, fmt, out, note="") -> None:
     """Final rendering, `_llm`, `-o`, and the new cell for `-f code`."""
     shell.user_ns["_llm"] = response
     value = response
     parsed = None
+    footer = _footer(response, note)
     if fmt == "json":
         try:
             parsed = response.json()
         except ResponseFormatError as exc:
-            display.finish(response.text, response.footer(),
-                           metadata=call_metadata(response, fmt), fmt="text")
+            display.finish(response.text, footer, metadata=call_metadata(response, fmt), fmt="text")
             raise UsageError(str(exc)) from None
         value = parsed
-    display.finish(response.text, response.footer(), metadata=call_metadata(response, fmt),
-                   value=parsed)
+    display.finish(response.text, footer, metadata=call_metadata(response, fmt), value=parsed)
     if out:
         shell.user_ns[out] = value
     if fmt == "code":

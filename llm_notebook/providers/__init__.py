@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .. import keys, pricing
+from .. import options as call_options
 from ..errors import MissingKeyError, UnknownModelError
 
 LOCAL_MODELS = {"smollm2"}
@@ -33,21 +34,52 @@ class Endpoint:
     api_key: str | None = field(default=None, repr=False)
     via: str = "http"                  # "http" (lean client) or "litellm"
 
+    def __post_init__(self) -> None:
+        from .. import redact
+
+        # A password in the URL (http://user:pass@host) is as secret as a key.
+        redact.register(url_password(self.base_url))
+
     def key(self) -> str | None:
         if self.api_key:
             return self.api_key
         if self.api_key_env:
-            import os
-
             from .. import redact
 
-            keys.load_dotenv_once()
-            value = os.environ.get(self.api_key_env)
+            value = keys.named_value(self.api_key_env)
             # The variable's name need not look key-like, so register the value itself: an
             # error body that echoes it must still be redacted.
             redact.register(value)
             return value
         return None
+
+    def __repr__(self) -> str:
+        return (f"Endpoint(name={self.name!r}, base_url={without_userinfo(self.base_url)!r}, "
+                f"api_key_env={self.api_key_env!r}, via={self.via!r})")
+
+
+def url_password(url: str | None) -> str | None:
+    from urllib.parse import urlsplit
+
+    try:
+        return urlsplit(url).password if url else None
+    except ValueError:
+        return None
+
+
+def without_userinfo(url: str | None) -> str | None:
+    """The URL without `user:pass@`, for anything shown or logged."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    if not url:
+        return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 @dataclass
@@ -109,13 +141,35 @@ def resolve(model: str, *, endpoints: dict[str, Endpoint], aliases: dict[str, st
         raise UnknownModelError(_unknown_model_message(model, endpoints, aliases))
     base_url = options.get("api_base") or options.get("base_url")
     api_key = options.get("api_key")
-    if not base_url and not api_key and not keys.has_key(provider):
+    elsewhere = call_options.destination_options(options)
+    if elsewhere:
+        # The caller's own code sends this call somewhere of its choosing: the key configured
+        # for the provider stays with the provider, so that server needs its own.
+        _check_per_call_destination(provider, elsewhere, base_url, api_key)
+        return Route(model=model, kind="litellm", provider=provider, api_model=model,
+                     base_url=base_url, api_key=api_key)
+    if not api_key and not keys.has_key(provider):
         env = " or ".join(keys.env_vars_for(provider))
         raise MissingKeyError(
             f"no API key for {provider}: set {env} in the environment (or a .env file), or run "
             f"llm_notebook.session().set_key({provider!r})")
     return Route(model=model, kind="litellm", provider=provider, api_model=model,
                  base_url=base_url, api_key=api_key or keys.get_key(provider))
+
+
+def _check_per_call_destination(provider: str, names: list[str], base_url, api_key) -> None:
+    from ..errors import BadOptionError
+
+    shown = ", ".join(f"{n}=" for n in names)
+    if isinstance(base_url, str) and "@" in base_url and url_password(base_url) is not None:
+        raise BadOptionError(
+            f"{shown} holds a user name and password ({without_userinfo(base_url)}), which would "
+            "be logged with the call; pass the credential as api_key= instead")
+    if not api_key and provider not in keys.KEYLESS:
+        raise BadOptionError(
+            f"{shown} sends this call somewhere other than {provider}'s own API, so your "
+            f"{provider} key is not sent with it: pass api_key= for that server, or configure "
+            f"it once with add_endpoint(name, url, api_key_env=...)")
 
 
 def _check_finite(options: dict) -> None:
@@ -147,6 +201,12 @@ def _unknown_model_message(model: str, endpoints: dict, aliases: dict) -> str:
     names += list(pricing.price_map())
     close = difflib.get_close_matches(model, names, n=3, cutoff=0.6)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    prefix, _, rest = model.partition("/")
+    if rest and prefix not in endpoints:
+        # Most likely a template or notebook made with an endpoint of someone else's kernel.
+        return (f"unknown model {model!r}: no endpoint {prefix!r} is configured in this kernel "
+                f"and {prefix!r} is not a provider.{hint} Add the endpoint with "
+                f"add_endpoint({prefix!r}, url), or use another model.")
     return (f"unknown model {model!r}.{hint} Use a litellm id such as 'openai/gpt-4o-mini', "
             f"'local/smollm2', an alias, or add an endpoint with add_endpoint().")
 

@@ -14,14 +14,12 @@ import time
 import weakref
 from typing import Callable
 
+from .. import options as call_options
 from ..errors import (AUTH, BAD_REQUEST, CONNECTION, CONTEXT_WINDOW, INCOMPLETE, INVALID_RESPONSE,
                       RATE_LIMIT, SERVER, TIMEOUT, LLMError)
 from . import Result, Route
 
 _sessions: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, object]" = weakref.WeakKeyDictionary()
-
-_PASSTHROUGH_SKIP = {"api_base", "base_url", "api_key", "timeout", "stream", "deadline",
-                     "max_retries", "num_retries"}
 
 
 def _session():
@@ -40,9 +38,8 @@ def _session():
 
 def build_body(route: Route, messages: list[dict], options: dict, stream: bool) -> bytes:
     body = {"model": route.api_model, "messages": messages}
-    for k, v in options.items():
-        if k not in _PASSTHROUGH_SKIP and v is not None:
-            body[k] = v
+    # Never a key, a URL or a header in the body (llm_notebook.options says which those are).
+    body.update(call_options.body_options(options))
     if stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
@@ -90,7 +87,8 @@ async def run(route: Route, messages: list[dict], options: dict, *, stream: bool
     import aiohttp
 
     url = route.base_url.rstrip("/") + "/chat/completions"
-    headers = {"Content-Type": "application/json"}
+    # Headers the caller's own code asked for (templates and cells cannot carry any).
+    headers = {**call_options.request_headers(options), "Content-Type": "application/json"}
     if route.api_key:
         headers["Authorization"] = f"Bearer {route.api_key}"
     body = build_body(route, messages, options, stream)
@@ -157,8 +155,10 @@ async def run(route: Route, messages: list[dict], options: dict, *, stream: bool
                        partial="".join(parts)) from None
     except (aiohttp.ClientError, OSError) as exc:
         kind = INCOMPLETE if parts else CONNECTION
-        raise LLMError(f"connection to {route.base_url} failed: {exc.__class__.__name__}: {exc}",
-                       kind=kind, partial="".join(parts)) from None
+        from . import without_userinfo
+
+        raise LLMError(f"connection to {without_userinfo(route.base_url)} failed: "
+                       f"{exc.__class__.__name__}: {exc}", kind=kind, partial="".join(parts)) from None
 
 
 def _usage(result: Result, usage: dict | None) -> None:

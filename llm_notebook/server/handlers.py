@@ -1,8 +1,12 @@
 """REST handlers under `<base_url>/llm-notebook/api/`, read by the JupyterLab sidebar.
 
-All are GET, authenticated, and read the same SQLite log the kernels write. Parameters are
-validated (params.py): a bad one answers 400 with `{"message": ...}`, never a 500. Queries run
-on a small thread pool so a slow disk never blocks the server's event loop.
+All are GET and read the same SQLite log the kernels write. Every one is authenticated and
+authorized: jupyter_server's authorizer is asked for "read" on the resource `llm_notebook`, so a
+deployment can refuse identities that must not see the history. Parameters are validated
+(params.py): a bad one answers 400 with `{"message": ...}`, never a 500. Answers are bounded
+(rows, characters per text, and bytes in all) and name no file on the server: the log is named
+by its file name only, notebooks outside the server's root by theirs. Queries run on a small
+thread pool so a slow disk never blocks the server's event loop.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 import tornado.web
+from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
@@ -27,7 +32,20 @@ from . import queries
 from .params import BadParam, Param, choice, integer, parse_query, text, timestamp
 
 API_PREFIX = "llm-notebook/api"
+# What jupyter_server's authorizer is asked about (action "read" for GET).
+AUTH_RESOURCE = "llm_notebook"
+# Bounds of every answer. A call's page is the largest: its own texts (5 × FIELD_LIMIT), its
+# latest messages (MESSAGES_LIMIT × MAX_PREVIEW) and its thread's latest calls (THREAD_LIMIT × 4
+# texts × MAX_PREVIEW): at most 5.5 million characters, under MAX_REPLY_BYTES even if every one
+# took 4 bytes. A history page can ask for more (500 rows × 20,000 characters): it gets a 413
+# that says to ask for fewer.
 DEFAULT_PREVIEW = 400
+MAX_PREVIEW = 20_000          # characters of a text in a history row, a thread, a message
+FIELD_LIMIT = 100_000         # characters of each text of the call a page is about
+THREAD_LIMIT = 50             # calls of a thread (the latest ones)
+MESSAGES_LIMIT = 50           # messages of a call (the latest ones)
+ROWS_LIMIT = 5_000            # rows of a usage table, templates listed
+MAX_REPLY_BYTES = 24 * 1024 * 1024
 _CONVERSATION_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 _log = logging.getLogger("llm_notebook.server")
 
@@ -64,10 +82,21 @@ class LogAccess:
         return os.path.normpath(os.path.join(self.root_dir, path))
 
     def relative_notebook(self, path: str | None) -> str | None:
+        """A notebook as the lab names it; one outside the root by its file name alone (no
+        answer names a place on the server's disk)."""
         if not path or not os.path.isabs(path):
             return path
         rel = os.path.relpath(path, self.root_dir)
-        return path if rel.startswith("..") else rel.replace(os.sep, "/")
+        return os.path.basename(path) if rel.startswith("..") else rel.replace(os.sep, "/")
+
+    def inside_root(self, path: str | None) -> bool:
+        return bool(path) and (not os.path.isabs(path)
+                               or not os.path.relpath(path, self.root_dir).startswith(".."))
+
+    @property
+    def name(self) -> str:
+        """The log's file name (its folder is the server's business)."""
+        return os.path.basename(self.path)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -81,6 +110,7 @@ class _LogHandler(APIHandler):
     """Validated params in, JSON out; every route of the extension derives from this."""
 
     accepted: tuple[Param, ...] = ()
+    auth_resource = AUTH_RESOURCE
 
     @property
     def access(self) -> LogAccess:
@@ -90,9 +120,14 @@ class _LogHandler(APIHandler):
         return parse_query(self.request.query_arguments, self.accepted)
 
     def reply(self, payload: Any) -> None:
+        body = json.dumps(payload, ensure_ascii=False, default=str).encode("utf-8")
+        if len(body) > MAX_REPLY_BYTES:  # the per-field and per-row caps keep far below this
+            self.set_status(413)
+            body = json.dumps({"message": f"the answer would be {len(body) // 2**20} MB; ask "
+                                          "for fewer rows or shorter previews"}).encode("utf-8")
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
-        self.finish(json.dumps(payload, ensure_ascii=False, default=str))
+        self.finish(body)
 
     def fail(self, status: int, message: str) -> None:
         self.set_status(status)
@@ -111,16 +146,14 @@ class _LogHandler(APIHandler):
                 self.fail(400, "the search text could not be used; try plain words")
             else:
                 self._unavailable(exc)
-        except LogUnavailable as exc:  # its message already names the path and the fix
-            _log.warning("llm-notebook: %s", exc)
-            self.fail(503, str(exc))
-        except (sqlite3.Error, OSError) as exc:  # not a database, disk full, ...
+        except (LogUnavailable, sqlite3.Error, OSError) as exc:  # not a database, disk full...
             self._unavailable(exc)
 
     def _unavailable(self, exc: Exception) -> None:
+        # The details (the path, the OS error) go to the server's log, not to the browser.
         _log.warning("llm-notebook: reading the log %s failed: %s", self.access.path, exc)
-        self.fail(503, f"the log at {self.access.path} could not be read ({exc}); check "
-                       "c.LLMNotebook.log_path or $LLM_NOTEBOOK_LOG")
+        self.fail(503, f"the llm-notebook log ({self.access.name}) could not be read; the "
+                       "server's log says why (check c.LLMNotebook.log_path or $LLM_NOTEBOOK_LOG)")
 
     def write_error(self, status_code: int, **kwargs) -> None:
         # Never send a traceback to the browser (APIHandler would for unexpected errors).
@@ -134,28 +167,64 @@ class _NotFound(LookupError):
 
 
 def _preview(value: str | None, limit: int) -> str | None:
-    if value is None or limit == 0 or len(value) <= limit:
+    if not isinstance(value, str) or len(value) <= limit:
         return value
     return value[:limit] + "…"
 
 
-def _visible_call(access: LogAccess, row: dict) -> dict:
-    call = {k: row.get(k) for k in queries.CALL_FIELDS if k in row}
+# The texts of a call, each cut to a limit in every answer.
+_TEXT_FIELDS = ("prompt", "response", "system", "error")
+
+
+def _visible_call(access: LogAccess, row: dict, *, limit: int = FIELD_LIMIT,
+                  with_messages: bool = False) -> dict:
+    call = {k: row.get(k) for k in queries.CALL_FIELDS
+            if k in row and (with_messages or k != "messages")}
     call["notebook"] = access.relative_notebook(call.get("notebook"))
+    for field in _TEXT_FIELDS:
+        if field in call:
+            call[field] = _preview(call[field], limit)
+    if call.get("options") is not None:
+        options = call["options"]
+        text = options if isinstance(options, str) else json.dumps(options, default=str)
+        call["options"] = options if len(text) <= limit else _preview(text, limit)
     return call
 
 
+def _capped_messages(messages: Any) -> Any:
+    """The latest MESSAGES_LIMIT messages of a call, each text cut to MAX_PREVIEW."""
+    if isinstance(messages, str):
+        return _preview(messages, FIELD_LIMIT)
+    if not isinstance(messages, list):
+        return messages
+    out = []
+    for message in messages[-MESSAGES_LIMIT:]:
+        if isinstance(message, dict) and isinstance(message.get("content"), str):
+            message = {**message, "content": _preview(message["content"], MAX_PREVIEW)}
+        elif not isinstance(message, dict) or len(json.dumps(message, default=str)) > MAX_PREVIEW:
+            message = _preview(json.dumps(message, default=str), MAX_PREVIEW)
+        out.append(message)
+    return out
+
+
+def _thread(access: LogAccess, rows: list[dict]) -> list[dict]:
+    """The latest THREAD_LIMIT calls of a thread, texts previewed (a call's own page has them
+    in full), without each call's copy of the whole conversation."""
+    return [_visible_call(access, r, limit=MAX_PREVIEW) for r in rows[-THREAD_LIMIT:]]
+
+
 class StatusHandler(_LogHandler):
-    """Where the log is, and markers that change when calls or templates are added."""
+    """The log's name, and markers that change when calls or templates are added."""
 
     @tornado.web.authenticated
+    @authorized
     async def get(self):
         async def produce():
             self.params()
             from .. import __version__
 
             marker = await self.access.run(queries.change_marker)
-            return {"version": __version__, "log_path": self.access.path, **marker}
+            return {"version": __version__, "log_name": self.access.name, **marker}
 
         await self.answer(produce)
 
@@ -168,10 +237,11 @@ class HistoryHandler(_LogHandler):
         Param("conversation", text(128)),
         Param("limit", integer(1, 500), 50),
         Param("offset", integer(0, 10**9), 0),
-        Param("preview", integer(0, 1_000_000), DEFAULT_PREVIEW),
+        Param("preview", integer(1, MAX_PREVIEW), DEFAULT_PREVIEW),
     )
 
     @tornado.web.authenticated
+    @authorized
     async def get(self):
         async def produce():
             p = self.params()
@@ -181,12 +251,7 @@ class HistoryHandler(_LogHandler):
                     notebook=self.access.absolute_notebook(p["notebook"]),
                     conversation_id=p["conversation"], limit=p["limit"] + 1, offset=p["offset"]))
             has_more = len(rows) > p["limit"]
-            out = []
-            for row in rows[:p["limit"]]:
-                call = _visible_call(self.access, row)
-                call["prompt"] = _preview(call.get("prompt"), p["preview"])
-                call["response"] = _preview(call.get("response"), p["preview"])
-                out.append(call)
+            out = [_visible_call(self.access, row, limit=p["preview"]) for row in rows[:p["limit"]]]
             return {"rows": out, "limit": p["limit"], "offset": p["offset"], "has_more": has_more}
 
         await self.answer(produce)
@@ -196,11 +261,14 @@ class FacetsHandler(_LogHandler):
     """The models and notebooks found in the log (for the sidebar's filters)."""
 
     @tornado.web.authenticated
+    @authorized
     async def get(self):
         async def produce():
             self.params()
             found = await self.access.run(queries.facets)
-            found["notebooks"] = [self.access.relative_notebook(n) for n in found["notebooks"]]
+            # A filter must name the notebook exactly: those outside the root are not offered.
+            found["notebooks"] = [self.access.relative_notebook(n) for n in found["notebooks"]
+                                  if self.access.inside_root(n)]
             return found
 
         await self.answer(produce)
@@ -210,6 +278,7 @@ class CallHandler(_LogHandler):
     """One call in full, with the thread of calls leading to it (oldest first)."""
 
     @tornado.web.authenticated
+    @authorized
     async def get(self, call_id: str):
         async def produce():
             self.params()
@@ -218,8 +287,10 @@ class CallHandler(_LogHandler):
             if call is None:
                 raise _NotFound(f"no call {number} in the log")
             thread = await self.access.run(lambda log: log.thread(number))
-            call["notebook"] = self.access.relative_notebook(call.get("notebook"))
-            return {"call": call, "thread": [_visible_call(self.access, r) for r in thread]}
+            shown = _visible_call(self.access, call, with_messages=True)
+            shown["messages"] = _capped_messages(call.get("messages"))
+            return {"call": shown, "thread": _thread(self.access, thread),
+                    "thread_length": len(thread)}
 
         await self.answer(produce)
 
@@ -228,6 +299,7 @@ class ConversationsHandler(_LogHandler):
     accepted = (Param("limit", integer(1, 500), 50),)
 
     @tornado.web.authenticated
+    @authorized
     async def get(self):
         async def produce():
             p = self.params()
@@ -248,6 +320,7 @@ class ConversationHandler(_LogHandler):
     """A conversation and the thread of its current branch."""
 
     @tornado.web.authenticated
+    @authorized
     async def get(self, conversation_id: str):
         async def produce():
             self.params()
@@ -265,7 +338,7 @@ class ConversationHandler(_LogHandler):
 
             conv, thread = await self.access.run(load)
             return {"conversation": conv or {"id": conversation_id},
-                    "thread": [_visible_call(self.access, r) for r in thread]}
+                    "thread": _thread(self.access, thread), "thread_length": len(thread)}
 
         await self.answer(produce)
 
@@ -291,6 +364,7 @@ class UsageHandler(_LogHandler):
     )
 
     @tornado.web.authenticated
+    @authorized
     async def get(self):
         async def produce():
             p = self.params()
@@ -302,7 +376,7 @@ class UsageHandler(_LogHandler):
             if p["by"] == "notebook":
                 for r in rows:
                     r["grp"] = self.access.relative_notebook(r["grp"]) or None
-            return {"by": p["by"], "rows": rows}
+            return {"by": p["by"], "rows": rows[:ROWS_LIMIT], "has_more": len(rows) > ROWS_LIMIT}
 
         await self.answer(produce)
 
@@ -313,6 +387,7 @@ class UsageSummaryHandler(_LogHandler):
     accepted = (Param("day_start", timestamp), Param("notebook", text(4096)))
 
     @tornado.web.authenticated
+    @authorized
     async def get(self):
         async def produce():
             p = self.params()
@@ -342,6 +417,7 @@ class TemplatesHandler(_LogHandler):
     accepted = (Param("tag", text(100)),)
 
     @tornado.web.authenticated
+    @authorized
     async def get(self):
         async def produce():
             p = self.params()
@@ -357,14 +433,15 @@ def _templates(log, tag: str | None) -> list[dict]:
     except ImportError:  # a build without the template library
         return []
     out = []
-    for row in template_store.latest_all(log, tag):
+    for row in template_store.latest_all(log, tag)[:ROWS_LIMIT]:
         try:
             variables = Template.from_row(row).variables
         except Exception:  # a row another version wrote and this one cannot read: still list it
             variables = []
         out.append({
             "name": row["name"], "version": row["version"], "versions": row.get("versions"),
-            "prompt": row["prompt"], "system": row.get("system"), "model": row.get("model"),
+            "prompt": _preview(row["prompt"], MAX_PREVIEW),
+            "system": _preview(row.get("system"), MAX_PREVIEW), "model": row.get("model"),
             "tags": row.get("tags") or [], "defaults": row.get("defaults") or {},
             "variables": variables, "updated": row.get("created"),
         })

@@ -24,6 +24,10 @@ An llm template is a YAML mapping with ``prompt``, ``system``, ``model``, ``defa
 for the piped-in text; it is named after the file. Reading never executes anything: YAML is
 read with ``safe_load`` (no Python tags), and every entry is validated as a Template before the
 caller writes any of them.
+
+A file may come from someone else, so reading it is bounded: at most ``MAX_FILE_BYTES``, and a
+YAML document whose aliases would expand to more than ``MAX_YAML_NODES`` nodes (a 500-byte
+"billion laughs" file expands to gigabytes) is refused before anything is built from it.
 """
 
 from __future__ import annotations
@@ -48,6 +52,11 @@ _LLM_KEYS = {"name", "prompt", "system", "model", "defaults", "options"}
 # Keys of newer llm templates that have no equivalent here: imported without them, with a warning.
 _LLM_UNSUPPORTED = {"type", "extract", "extract_last", "schema_object", "fragments",
                     "system_fragments", "tools", "functions"}
+# A whole exported library with every version fits comfortably; a larger file is refused.
+MAX_FILE_BYTES = 5 * 1024 * 1024
+# Nodes a YAML document may hold once its aliases are expanded (each alias counts its target
+# whole, as a later json.dumps or a walk over the values would).
+MAX_YAML_NODES = 200_000
 
 
 class TemplateFileError(TemplateError):
@@ -139,12 +148,7 @@ def read(path: Path, *, name: str | None = None) -> list[Template]:
 def read_file(path: Path, *, name: str | None = None) -> list[Template]:
     if path.suffix.lower() not in SUFFIXES:
         raise TemplateFileError(path, "template files end in .yaml, .yml or .json")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise TemplateFileError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except OSError as exc:
-        raise TemplateFileError(path, f"cannot read it ({exc.strerror})") from None
+    text = _read_text(path)
     data = _load(path, text)
     try:
         if isinstance(data, dict) and FORMAT_KEY in data:
@@ -166,6 +170,21 @@ def read_file(path: Path, *, name: str | None = None) -> list[Template]:
               f"llm template (a mapping with 'prompt' or 'system'), found {_kind(data)}")
 
 
+def _read_text(path: Path) -> str:
+    try:
+        with path.open("rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)  # never more, whatever the file claims to be
+    except OSError as exc:
+        raise TemplateFileError(path, f"cannot read it ({exc.strerror})") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise TemplateFileError(path, f"the file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB, "
+                                      "the most a template file may be; split it into smaller files")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TemplateFileError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
 def _load(path: Path, text: str) -> Any:
     if path.suffix.lower() == ".json":
         try:
@@ -173,15 +192,75 @@ def _load(path: Path, text: str) -> Any:
         except json.JSONDecodeError as exc:
             raise TemplateFileError(
                 path, f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+        except RecursionError:
+            raise TemplateFileError(path, "the JSON is nested too deeply to be a template file") from None
     import yaml
 
     try:
-        return yaml.safe_load(text)
+        return _safe_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise TemplateFileError(path, f"invalid YAML{where}: {problem}") from None
+    except RecursionError:
+        raise TemplateFileError(path, "the YAML is nested too deeply to be a template file") from None
+    except _TooBig as exc:
+        raise TemplateFileError(path, str(exc)) from None
+
+
+class _TooBig(Exception):
+    pass
+
+
+def _safe_yaml(text: str) -> Any:
+    """`yaml.safe_load`, except that the document's size once aliases are expanded is checked
+    on the composed node graph (cheap: aliases are shared nodes there) before any Python object
+    is built from it."""
+    import yaml
+
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expansion(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _check_expansion(root) -> None:
+    import yaml
+
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_nodes:
+            raise _TooBig("an alias refers to a node that contains it (a recursive YAML "
+                          "alias), which no template can hold")
+        open_nodes.add(key)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        else:
+            children = ()
+        for child in children:
+            total += size(child)
+            if total > MAX_YAML_NODES:
+                raise _TooBig(f"its aliases expand to more than {MAX_YAML_NODES:,} values (an "
+                              "alias bomb?); a template file needs far fewer")
+        open_nodes.discard(key)
+        sizes[key] = total
+        return total
+
+    size(root)
 
 
 def _kind(data: Any) -> str:

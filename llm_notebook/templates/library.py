@@ -110,7 +110,16 @@ class TemplateLibrary:
 
         rows = []
         for row in store.latest_all(self.log, tag):
-            t = Template.from_row(row)
+            try:
+                t = Template.from_row(row)
+            except TemplateError:
+                # A stored version that may not be used (another tool wrote it, or it carries an
+                # option templates may not): listed, so it can be found and deleted, never run.
+                rows.append({"name": row["name"], "version": row["version"],
+                             "versions": row["versions"], "model": row.get("model"),
+                             "tags": row.get("tags") or [], "variables": None,
+                             "updated": pd.to_datetime(row.get("created"), unit="s", utc=True)})
+                continue
             rows.append({"name": t.name, "version": t.version, "versions": row["versions"],
                          "model": t.model, "tags": builtins.list(t.tags),
                          "variables": t.variables, "updated": t.created})

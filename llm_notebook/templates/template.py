@@ -4,7 +4,9 @@ A Template is valid by construction: its name, placeholder syntax, options and d
 checked when it is built, so a broken template can be neither saved nor imported. Rendering
 goes through ``llm_notebook.placeholders``, whose grammar has no attribute access, calls,
 conversions or format specs, and which looks values up only by the names the template uses:
-a template cannot reach Python internals, globals or files, whoever wrote it.
+a template cannot reach Python internals, globals or files, whoever wrote it. Nor can it
+route a call: its options are generation options only (``llm_notebook.options``), so it never
+names a host, a header, a proxy or a key. This holds for templates read back from the log too.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from ..errors import UserError
-
+from .. import options as call_options
 from .. import placeholders
+from ..errors import UserError
 from ..placeholders import (
     MissingVariableError,
     PlaceholderError,
@@ -29,18 +31,6 @@ from ..placeholders import (
 NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
 NAME_RULE = ("template names are 1–100 letters, digits, '_', '-' or '.', starting with a letter, "
              "digit or '_' (e.g. 'summarize' or 'summarize-v2')")
-# Options are passed on as keyword arguments of session.ask(prompt, model=, system=, cache=, ...):
-# these belong elsewhere in a template, or (keys) must never be stored in the log or exported.
-_OPTION_MISPLACED = {
-    "model": "set it with model=, not in options",
-    "system": "set it with system=, not in options",
-    "prompt": "the prompt is the template's text, not an option",
-    "messages": "a template builds the messages from its prompt and system",
-    "cache": "choose caching when you call the model, not in the template",
-    "stream": "choose streaming when you call the model, not in the template",
-    "api_key": "keys never go into templates (they are stored in the log and exported); use "
-               "session.set_key() or add_endpoint(api_key_env=...)",
-}
 
 
 class TemplateError(UserError, ValueError):
@@ -123,11 +113,11 @@ def _clean_options(options: Any, template: str) -> dict:
                             f"{{'temperature': 0.2}}, not {type(options).__name__}")
     out = {}
     for key, value in options.items():
-        if not isinstance(key, str) or not key:
-            raise TemplateError(f"template '{template}': option names must be text; got {key!r}")
-        if key in _OPTION_MISPLACED:
-            raise TemplateError(f"template '{template}': option '{key}' is not allowed: "
-                                f"{_OPTION_MISPLACED[key]}")
+        # A template may come from someone else: generation options only, never a host, a
+        # header or a key (llm_notebook.options says which is which).
+        problem = call_options.untrusted_problem(key, value)
+        if problem:
+            raise TemplateError(f"template '{template}': {problem}")
         out[key] = value
     _json_safe(out, "options", template)
     return out

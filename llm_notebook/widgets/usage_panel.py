@@ -213,7 +213,9 @@ class UsagePanel(LLMWidget):
 
     def to_csv(self, path: str | None = None, by: str | None = None) -> str:
         """The table as CSV text; also written to `path` when given."""
-        text = self.to_pandas(by).to_csv(index=False)
+        from ..csv_export import frame_to_csv
+
+        text = frame_to_csv(self.to_pandas(by))  # model and notebook names are not formulas
         if path is not None:
             with open(path, "w", encoding="utf-8", newline="") as fh:
                 fh.write(text)

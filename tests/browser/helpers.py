@@ -474,6 +474,14 @@ def cell_output_text(panel, index: int) -> str:
     return cell_output(panel, index).inner_text()
 
 
+def wait_text(locator, text: str, timeout: int = EXECUTE_TIMEOUT_MS) -> None:
+    """Wait until `text` is in the element's text (JupyterLab skips drawing cells out of view,
+    so this reads textContent rather than waiting for visibility)."""
+    locator.first.wait_for(state="attached", timeout=timeout)
+    locator.page.wait_for_function("([el, text]) => el.textContent.includes(text)",
+                                   arg=[locator.first.element_handle(), text], timeout=timeout)
+
+
 def insert_code_cell(page, panel, source: str, *, below: int | None = None) -> int:
     """Add a code cell with `source` after cell `below` (default: last); returns its index."""
     return page.evaluate(

@@ -98,7 +98,9 @@ BAD = [
     ("history", {"limit": "ten"}, "whole number"),
     ("history", {"limit": "1e3"}, "whole number"),
     ("history", {"offset": "-1"}, "between 0"),
-    ("history", {"preview": "-5"}, "between 0"),
+    ("history", {"preview": "-5"}, "between 1 and 20000"),
+    ("history", {"preview": "0"}, "between 1 and 20000"),          # no unbounded previews
+    ("history", {"preview": "1000000"}, "between 1 and 20000"),
     ("history", {"search": "x" * 501}, "limit is 500"),
     ("history", {"model": "a\x00b"}, "NUL"),
     ("history", {"colour": "red"}, "unknown parameter 'colour'"),

@@ -33,10 +33,11 @@ def seeded(log, root_dir):
     return {"ids": ids + [follow_up], "nb_a": nb_a, "nb_b": nb_b}
 
 
-def test_status_reports_log_path_and_changes_when_a_call_lands(api, log, log_path):
+def test_status_names_the_log_file_and_changes_when_a_call_lands(api, log, log_path):
     first = api("status")
     assert first.code == 200
-    assert first.json["log_path"] == log_path
+    assert first.json["log_name"] == "log.db"       # the file's name, never where it is
+    assert os.path.dirname(log_path) not in first.text
     assert first.json["calls"] == 0
 
     new_id = log.insert_call(call_row())
@@ -74,13 +75,14 @@ def test_history_search_filters_and_paging(api, seeded):
     assert rest.json["has_more"] is False
 
 
-def test_history_previews_are_cut_unless_asked_for_full_text(api, log):
-    log.insert_call(call_row(prompt="p" * 1000, response="r" * 5000))
+def test_history_previews_are_cut_to_the_asked_length_and_bounded(api, log):
+    log.insert_call(call_row(prompt="p" * 1000, response="r" * 50_000, error="e" * 3000))
     row = api("history").json["rows"][0]
     assert row["prompt"] == "p" * 400 + "…"
-    assert row["response"] == "r" * 400 + "…"
-    full = api("history", preview=0).json["rows"][0]
-    assert full["prompt"] == "p" * 1000 and full["response"] == "r" * 5000
+    assert row["response"] == "r" * 400 + "…" and row["error"] == "e" * 400 + "…"
+    longer = api("history", preview=5000).json["rows"][0]
+    assert longer["prompt"] == "p" * 1000 and longer["response"] == "r" * 5000 + "…"
+    assert api("history", preview=0).code == 400          # "everything" is not an option
 
 
 def test_facets_list_models_and_notebooks(api, seeded):
@@ -178,8 +180,9 @@ def unreadable_log(tmp_path, log_path):
     return log_path
 
 
-def test_an_unreadable_log_is_a_503_with_the_path(api, unreadable_log):
+def test_an_unreadable_log_is_a_503_that_names_no_path(api, unreadable_log, caplog):
     r = api("history")
     assert r.code == 503
-    assert unreadable_log in r.json["message"] and "LLM_NOTEBOOK_LOG" in r.json["message"]
-    assert "Traceback" not in r.text
+    assert "LLM_NOTEBOOK_LOG" in r.json["message"]
+    assert os.path.dirname(unreadable_log) not in r.text and "Traceback" not in r.text
+    assert unreadable_log in caplog.text            # the server's own log has the details

@@ -5,7 +5,8 @@ import { ServerConnection } from '@jupyterlab/services';
 
 export interface IStatus {
   version: string;
-  log_path: string;
+  /** The log's file name; the server never says where it is. */
+  log_name: string;
   latest_call_id: number;
   calls: number;
   templates: string | null;

@@ -245,8 +245,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
           loaded.changed.connect(apply);
           // Show the log the server reads in the settings editor (read-only there).
           sidebar.refreshed.connect((_, status) => {
-            if (loaded.get('logPath').composite !== status.log_path) {
-              void loaded.set('logPath', status.log_path);
+            if (loaded.get('logPath').composite !== status.log_name) {
+              void loaded.set('logPath', status.log_name);
             }
           });
         })

@@ -285,8 +285,9 @@ export class LLMSidebar extends Widget {
       this.showError(error);
       return;
     }
-    this.logPathNode.textContent = `Log: ${status.log_path}`;
-    this.logPathNode.title = status.log_path;
+    this.logPathNode.textContent = `Log: ${status.log_name}`;
+    this.logPathNode.title =
+      'The log file the server reads (set by c.LLMNotebook.log_path or $LLM_NOTEBOOK_LOG)';
     const marker = `${status.latest_call_id}/${status.calls}/${status.templates ?? ''}`;
     if (force || marker !== this.marker) {
       this.marker = marker;

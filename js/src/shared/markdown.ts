@@ -6,6 +6,10 @@
  * surrounding UI. So: markdown → HTML with `marked`, then DOMPurify with a strict profile, then
  * a pass that turns every image that is not an inline raster `data:` URL into a text placeholder,
  * all inside DOMPurify's inert document, before anything reaches the page.
+ *
+ * Nothing is kept that a reader cannot see: elements marked `hidden` are dropped with their
+ * content, and colours are not kept (white on white), so what a Copy button copies
+ * (`visibleText`) is exactly what is on screen, never a hidden instruction.
  */
 import DOMPurify, { type Config } from "dompurify";
 import { Marked, type Tokens } from "marked";
@@ -38,7 +42,7 @@ const PURIFY_CONFIG: Config = {
   ],
   FORBID_ATTR: [
     "style", "srcset", "background", "poster", "ping", "action", "formaction", "id", "name",
-    "autofocus", "tabindex", "contenteditable", "draggable", "popover",
+    "autofocus", "tabindex", "contenteditable", "draggable", "popover", "color", "bgcolor",
   ],
   ALLOW_DATA_ATTR: false,
   ALLOW_ARIA_ATTR: true,
@@ -109,6 +113,11 @@ function getParser(): Marked {
   return parser;
 }
 
+/** Drops what the page would not show (and a Copy button would otherwise copy). */
+function dropHidden(root: DocumentFragment): void {
+  for (const node of Array.from(root.querySelectorAll("[hidden]"))) node.remove();
+}
+
 /** Replaces blocked images (marked by the sanitizer hook) with visible text: alt text and URL. */
 function replaceBlockedImages(root: DocumentFragment): void {
   const doc = root.ownerDocument;
@@ -145,6 +154,7 @@ function escapeUnclosedSwallowers(html: string): string {
 export function renderMarkdown(text: string): DocumentFragment {
   const html = escapeUnclosedSwallowers(getParser().parse(text ?? "", { async: false }));
   const fragment = getPurifier().sanitize(html, { ...PURIFY_CONFIG, RETURN_DOM_FRAGMENT: true });
+  dropHidden(fragment);
   replaceBlockedImages(fragment);
   return fragment;
 }
@@ -154,6 +164,76 @@ export function renderMarkdownToHtml(text: string): string {
   const container = document.createElement("div");
   container.append(renderMarkdown(text));
   return container.innerHTML;
+}
+
+const BLOCKS = new Set([
+  "P", "DIV", "PRE", "BLOCKQUOTE", "UL", "OL", "LI", "TABLE", "THEAD", "TBODY", "TFOOT", "TR",
+  "H1", "H2", "H3", "H4", "H5", "H6", "HR", "DL", "DT", "DD", "DETAILS", "SUMMARY",
+]);
+const CELLS = new Set(["TD", "TH"]);
+const CONTAINERS = new Set(["UL", "OL", "TABLE", "THEAD", "TBODY", "TFOOT", "TR", "BLOCKQUOTE", "DL", "DIV", "DETAILS"]);
+
+function isBlockOrCell(node: Node | null): boolean {
+  if (node?.nodeType !== Node.ELEMENT_NODE) return false;
+  const tag = (node as Element).tagName;
+  return BLOCKS.has(tag) || CELLS.has(tag);
+}
+
+/** White space the HTML holds between blocks (marked's newlines): nothing a reader sees. */
+function isLayoutSpace(node: Node): boolean {
+  if (/\S/.test(node.nodeValue ?? "")) return false;
+  const parent = node.parentNode;
+  const inContainer = parent?.nodeType === Node.ELEMENT_NODE && CONTAINERS.has((parent as Element).tagName);
+  return inContainer || isBlockOrCell(node.previousSibling) || isBlockOrCell(node.nextSibling);
+}
+
+/**
+ * The text of rendered markdown as a reader sees it: blocks on their own lines, white space
+ * collapsed outside code, list items with a marker, table cells separated by tabs, and none of
+ * our own chrome (the code blocks' language label and Copy button). What Copy buttons copy.
+ */
+export function visibleText(root: Node): string {
+  const out: string[] = [];
+  const atLineStart = (): boolean => !out.length || out[out.length - 1]!.endsWith("\n");
+  const push = (text: string): void => {
+    const kept = atLineStart() ? text.replace(/^ +/, "") : text;
+    if (kept) out.push(kept);
+  };
+  const newline = (): void => {
+    if (atLineStart()) return;
+    out[out.length - 1] = out[out.length - 1]!.replace(/ +$/, "");
+    out.push("\n");
+  };
+  const walk = (node: Node, inPre: boolean): void => {
+    if (node.nodeType === Node.TEXT_NODE) {
+      const text = node.nodeValue ?? "";
+      if (inPre) out.push(text);
+      else if (!isLayoutSpace(node)) push(text.replace(/\s+/g, " "));
+      return;
+    }
+    if (node.nodeType !== Node.ELEMENT_NODE && node.nodeType !== Node.DOCUMENT_FRAGMENT_NODE) {
+      return;
+    }
+    const el = node as Element;
+    if (el.classList?.contains("llm-md-code-bar")) return;
+    const tag = el.tagName ?? "";
+    if (tag === "BR") {
+      out.push("\n");
+      return;
+    }
+    const block = BLOCKS.has(tag);
+    if (block) newline();
+    if (tag === "LI") {
+      const list = el.parentElement;
+      const index = list ? Array.from(list.children).indexOf(el) : 0;
+      out.push(list?.tagName === "OL" ? `${Number(list.getAttribute("start") ?? 1) + index}. ` : "- ");
+    }
+    if (CELLS.has(tag) && el.previousElementSibling) out.push("\t");
+    for (const child of Array.from(el.childNodes)) walk(child, inPre || tag === "PRE");
+    if (block) newline();
+  };
+  walk(root, false);
+  return out.join("").replace(/\n{3,}/g, "\n\n").trim();
 }
 
 /** Copies text to the clipboard (with a fallback for plain-http JupyterLab); also used by widgets. */

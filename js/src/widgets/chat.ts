@@ -10,7 +10,7 @@
  * was after the conversation is redrawn, so a keyboard user does not lose their place.
  */
 import type { AnyModel, Initialize, Render } from "@anywidget/types";
-import { copyText, renderMarkdownInto } from "../shared/markdown";
+import { copyText, renderMarkdownInto, visibleText } from "../shared/markdown";
 import { rpcFor } from "../shared/rpc";
 import { streamsFor, type StreamState } from "../shared/stream";
 import "../shared/styles.css";
@@ -323,6 +323,11 @@ const render: Render<ChatModel> = ({ model, el }) => {
     if (atBottom) thread.scrollTop = thread.scrollHeight;
   }
 
+  function bodyText(msg: HTMLElement): string {
+    const body = msg.querySelector(".llm-chat-body");
+    return body ? visibleText(body) : "";
+  }
+
   function message(role: "user" | "assistant", text: string, extra: Node[], actions: Node[]): HTMLElement {
     const body = h("div", { class: "llm-chat-body" });
     renderMarkdownInto(body, text);
@@ -344,9 +349,10 @@ const render: Render<ChatModel> = ({ model, el }) => {
     return b;
   }
 
-  function copyButton(text: string, what: string, key: string): HTMLButtonElement {
+  /** Copies the text of a message as it is shown (never text the sanitizer left off screen). */
+  function copyButton(shown: () => string, what: string, key: string): HTMLButtonElement {
     const b = actionButton("Copy", `Copy ${what}`, key, false, () => {
-      copyText(text, document).then(
+      copyText(shown(), document).then(
         () => {
           b.textContent = "Copied";
           announce("Copied to the clipboard.");
@@ -372,7 +378,7 @@ const render: Render<ChatModel> = ({ model, el }) => {
     } else {
       user = message("user", prompt, [], [
         actionButton("Edit", `Edit message ${i + 1} and send it again (a new branch)`, `${k}-edit`, true, () => startEdit(turn.id)),
-        copyButton(prompt, `message ${i + 1}`, `${k}-copy-prompt`),
+        copyButton(() => bodyText(user), `message ${i + 1}`, `${k}-copy-prompt`),
       ]);
     }
 
@@ -401,7 +407,7 @@ const render: Render<ChatModel> = ({ model, el }) => {
         void act("regenerate", { turn_id: turn.id });
         input.focus();
       }),
-      copyButton(answer, `answer ${i + 1}`, `${k}-copy-answer`),
+      copyButton(() => bodyText(assistant), `answer ${i + 1}`, `${k}-copy-answer`),
     ]);
     article.append(user, assistant);
     return article;

@@ -76,14 +76,6 @@ def _notebook(root, url: str) -> str:
     return "hostile.ipynb"
 
 
-def _drawn(locator, text: str, timeout: int = helpers.EXECUTE_TIMEOUT_MS) -> None:
-    """Wait until `text` is in the element's text (JupyterLab skips drawing cells out of view,
-    so this reads textContent rather than waiting for visibility)."""
-    locator.first.wait_for(state="attached", timeout=timeout)
-    locator.page.wait_for_function("([el, text]) => el.textContent.includes(text)",
-                                   arg=[locator.first.element_handle(), text], timeout=timeout)
-
-
 def _visible_text(locator) -> str:
     """The text a user sees: scrolled into view first, then read as rendered (innerText)."""
     locator.first.scroll_into_view_if_needed()
@@ -111,29 +103,29 @@ def test_the_corpus_runs_nothing_and_fetches_nothing_anywhere(jupyter_lab, lab_p
         "usage panel": helpers.cell_output(panel, 7),
     }
     # Everything is drawn before it is judged.
-    _drawn(surfaces["%%llm output"], "CORPUSEND")
-    _drawn(surfaces["chat"].locator(".llm-chat-turn:not(.llm-chat-live)"), "CORPUSEND")
+    helpers.wait_text(surfaces["%%llm output"], "CORPUSEND")
+    helpers.wait_text(surfaces["chat"].locator(".llm-chat-turn:not(.llm-chat-live)"), "CORPUSEND")
     page.wait_for_function(
         "el => el.querySelectorAll('.llm-grid-cell[data-status=ok]').length === 2",
         arg=surfaces["grid"].element_handle(timeout=helpers.KERNEL_TIMEOUT_MS),
         timeout=helpers.EXECUTE_TIMEOUT_MS)
-    _drawn(surfaces["grid"], "CORPUSEND")
+    helpers.wait_text(surfaces["grid"], "CORPUSEND")
 
     # The TemplateEditor: the corpus as a variable (its preview), then a run (its answer).
     editor = surfaces["template editor"]
     editor.locator('.llm-te-var[data-variable="x"] textarea').fill(CORPUS)
-    _drawn(editor.locator(".llm-te-preview-body"), "CORPUSEND")
+    helpers.wait_text(editor.locator(".llm-te-preview-body"), "CORPUSEND")
     editor.locator(".llm-te-prompt .cm-content").click()
     page.keyboard.press("Control+Enter")
-    _drawn(editor.locator(".llm-te-result-body"), "CORPUSEND")
+    helpers.wait_text(editor.locator(".llm-te-result-body"), "CORPUSEND")
 
-    _drawn(surfaces["model picker"], "evil<img")
+    helpers.wait_text(surfaces["model picker"], "evil<img")
     surfaces["usage panel"].locator(".llm-usage").wait_for(state="attached")
 
     # The sidebar lists every call, hostile prompts, answers and model names included.
     page.locator('.jp-SideBar.jp-mod-left [data-id="llm-notebook-sidebar"]').click()
     sidebar = page.locator("#llm-notebook-sidebar")
-    _drawn(sidebar, "CORPUSBEGIN")
+    helpers.wait_text(sidebar, "CORPUSBEGIN")
     surfaces["sidebar"] = sidebar
 
     for name, surface in surfaces.items():
@@ -157,8 +149,8 @@ def test_the_corpus_runs_nothing_and_fetches_nothing_anywhere(jupyter_lab, lab_p
     loopback.configure(reply=BIG)
     helpers.run_cell(page, panel, 8)
     helpers.run_cell(page, panel, 9, timeout=120_000)
-    _drawn(helpers.cell_output(panel, 8), "BIGEND")
-    _drawn(surfaces["chat"].locator(".llm-chat-turn:not(.llm-chat-live)").last, "BIGEND")
+    helpers.wait_text(helpers.cell_output(panel, 8), "BIGEND")
+    helpers.wait_text(surfaces["chat"].locator(".llm-chat-turn:not(.llm-chat-live)").last, "BIGEND")
     for name, where in (("%%llm 1 MB", helpers.cell_output(panel, 8)), ("chat 1 MB", surfaces["chat"])):
         if _active(where):
             problems[name] = _active(where)

@@ -37,7 +37,7 @@ def test_no_route_answers_with_a_key(loop_session, loopback, api, monkeypatch, r
     conversations = [c["id"] for c in s.log.conversations()]
     replies = {
         "status": api("status"),
-        "history": api("history", preview="0"),
+        "history": api("history", preview="20000"),
         "history search": api("history", search="Incorrect"),
         "facets": api("facets"),
         "conversations": api("conversations"),
