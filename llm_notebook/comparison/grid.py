@@ -9,6 +9,9 @@ The grid is the Python object and the widget: cells live here, the front-end
 A `state` request answers every cell, so a reloaded page shows the grid as it is; updates carry
 only the cells that changed, each with a version (the front-end keeps the newest). Updates are
 sent at most once per scan of the runs (10 a second) plus one per rating.
+
+The grid's snapshot (widgets/snapshot.py) is refreshed when a run ends and after a rating, so a
+saved notebook shows the answers where no kernel runs.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 import traitlets
 
 from ..widgets._base import LLMWidget, rpc
+from ..widgets.snapshot import Snapshot, grid_snapshot
 from . import checks as checks_mod
 from . import export as export_mod
 from . import spec as spec_mod
@@ -222,6 +226,7 @@ class ComparisonGrid(LLMWidget):
         except Exception:  # the grid still works without its summary row in the log
             pass
         self._publish([])
+        self.refresh_snapshot()
 
     def wait(self, timeout: float | None = None) -> ComparisonGrid:
         """Block until every cell (and every judged check) is done; Ctrl-C stops the run."""
@@ -383,6 +388,7 @@ class ComparisonGrid(LLMWidget):
                               comment=comment, model=target.model, prompt=target.prompt_text,
                               output=target.output, call_id=target.call_id, comparison_id=self.id)
         self._publish([target])
+        self.refresh_snapshot()
 
     def _cell(self, ref):
         cells = self.plan.cells
@@ -438,6 +444,9 @@ class ComparisonGrid(LLMWidget):
         if wait:
             self.wait()
         return export_mod.write(self, path, format)
+
+    def _build_snapshot(self) -> Snapshot:
+        return grid_snapshot(self)
 
     def __repr__(self) -> str:
         p = self.progress()

@@ -30,6 +30,7 @@ import traitlets
 from ..session import _check_prompt
 from ._base import LLMWidget, rpc
 from .picker import PickerHandlers, _session
+from .snapshot import Snapshot, chat_snapshot
 
 __all__ = ["Chat"]
 
@@ -300,6 +301,11 @@ class Chat(PickerHandlers, LLMWidget):
             self.send({"type": "chat.changed"})
         except Exception:  # the front-end is gone; the log has everything
             pass
+        # A turn ended or another branch is on screen: that is what a saved notebook shows.
+        self.refresh_snapshot()
+
+    def _build_snapshot(self) -> Snapshot:
+        return chat_snapshot(self.name, self.system, self.turns())
 
     # -- turns and branches ----------------------------------------------------------------------
 

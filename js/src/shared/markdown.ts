@@ -15,8 +15,11 @@ import { escapeHtml, highlight } from "./highlight";
 const SAFE_IMAGE_SRC = /^data:image\/(?:png|jpe?g|gif|webp);base64,[a-z0-9+/\s]*=*\s*$/i;
 /** Links we keep clickable; anything else (javascript:, vbscript:, data:, relative) loses its href. */
 const SAFE_LINK_HREF = /^(?:https?:\/\/|mailto:)/i;
-/** Classes content may carry: highlighting and our own; others could borrow JupyterLab's UI styles. */
-const SAFE_CLASS = /^(?:hljs(?:-[\w-]+)?|language-[\w+#.-]+|llm-md-[\w-]+)$/;
+/**
+ * Classes content may carry: highlighting, our markdown's and our snapshots' (which only style
+ * text); others could borrow JupyterLab's UI styles.
+ */
+const SAFE_CLASS = /^(?:hljs(?:-[\w-]+)?|language-[\w+#.-]+|llm-md-[\w-]+|llmnb-snap(?:shot|-[\w-]+))$/;
 const BLOCKED_SRC_ATTR = "data-llm-blocked-src";
 /**
  * Elements that take everything up to their end tag with them when the sanitizer removes them:
@@ -145,6 +148,17 @@ function escapeUnclosedSwallowers(html: string): string {
 export function renderMarkdown(text: string): DocumentFragment {
   const html = escapeUnclosedSwallowers(getParser().parse(text ?? "", { async: false }));
   const fragment = getPurifier().sanitize(html, { ...PURIFY_CONFIG, RETURN_DOM_FRAGMENT: true });
+  replaceBlockedImages(fragment);
+  return fragment;
+}
+
+/**
+ * A widget's saved snapshot (its `snapshot` trait, read from a notebook: untrusted) as a
+ * sanitized fragment. Inline styles go (the `llmnb-snap-*` classes are styled by styles.css),
+ * and so does everything that could run, load or link anywhere but http(s) and mailto.
+ */
+export function renderSnapshot(html: string): DocumentFragment {
+  const fragment = getPurifier().sanitize(html ?? "", { ...PURIFY_CONFIG, RETURN_DOM_FRAGMENT: true });
   replaceBlockedImages(fragment);
   return fragment;
 }
