@@ -105,7 +105,9 @@ def test_send_streams_coalesced_deltas_then_the_final_snapshot(loop_session, loo
     assert row["conversation_id"] == chat.conversation_id
     assert turn["output_tokens"] == 120 and turn["branch"] == {"index": 0, "ids": [turn["id"]]}
     # The answer streams in custom messages, never in a trait (ipywidgets would re-send it whole
-    # on every change): the one trait that holds it is the static snapshot, set once per turn.
+    # on every change): the one trait that holds it is the static snapshot, set once the turn
+    # has settled.
+    assert wait_until(lambda: snapshots, timeout=5)
     state = chat.get_state()
     assert "word119" in state.pop("snapshot")
     assert LONG_REPLY not in json.dumps(state, default=str)

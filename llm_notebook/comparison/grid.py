@@ -26,7 +26,7 @@ from typing import Any
 
 import traitlets
 
-from ..widgets._base import LLMWidget, rpc
+from ..widgets._base import SETTLE_SECONDS, LLMWidget, rpc
 from ..widgets.snapshot import Snapshot, grid_snapshot
 from . import checks as checks_mod
 from . import export as export_mod
@@ -352,7 +352,8 @@ class ComparisonGrid(LLMWidget):
         unknown = set(fields) - {"thumb", "score", "comment"}
         if unknown:
             raise ValueError(f"rate takes thumb, score and comment, not {sorted(unknown)}")
-        self.rate(index, **fields)
+        self._rate(index, **fields)
+        self.refresh_snapshot(delay=SETTLE_SECONDS)
         with self._lock:
             return self._cell_json(self._cell(index))
 
@@ -377,6 +378,10 @@ class ComparisonGrid(LLMWidget):
         """Rate a cell — by index, or (input_index, prompt index or label, model index or id) —
         with thumb ("up"/"down"/None), score (0–1 or None) and/or comment. Saved in the log
         under the cell's request, so a new grid over the same prompts/models/inputs shows it."""
+        self._rate(cell, thumb=thumb, score=score, comment=comment)
+        self.refresh_snapshot()
+
+    def _rate(self, cell, *, thumb=_UNSET, score=_UNSET, comment=_UNSET) -> None:
         target = self._cell(cell)
         thumb = target.thumb if thumb is _UNSET else _thumb(thumb)
         score = target.score if score is _UNSET else _score(score)
@@ -388,7 +393,6 @@ class ComparisonGrid(LLMWidget):
                               comment=comment, model=target.model, prompt=target.prompt_text,
                               output=target.output, call_id=target.call_id, comparison_id=self.id)
         self._publish([target])
-        self.refresh_snapshot()
 
     def _cell(self, ref):
         cells = self.plan.cells

@@ -37,7 +37,7 @@ from typing import Any, ClassVar, TypeVar
 import anywidget
 import traitlets
 
-from .display import SnapshotPublisher
+from .display import SETTLE_SECONDS, SnapshotPublisher
 from .snapshot import Snapshot
 from .streaming import StreamSender, error_line
 
@@ -206,6 +206,13 @@ class LLMWidget(anywidget.AnyWidget):
         publisher = getattr(self, "_publisher", None)
         if publisher is not None:
             publisher.refresh(delay)
+
+    def flush_snapshot(self) -> None:
+        """Sends a delayed snapshot update now: Python API calls end with it, so a cell that
+        waited for an answer has its output updated before it ends."""
+        publisher = getattr(self, "_publisher", None)
+        if publisher is not None:
+            publisher.flush()
 
     def widget_bundle(self) -> tuple[dict, dict]:
         """anywidget's own display data (the widget-view, without its text/plain) and metadata

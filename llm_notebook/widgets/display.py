@@ -31,9 +31,13 @@ from typing import Any
 
 from .snapshot import Snapshot
 
-__all__ = ["SnapshotPublisher"]
+__all__ = ["SETTLE_SECONDS", "SnapshotPublisher"]
 
 log = logging.getLogger(__name__)
+
+# A change made in the widget itself updates the outputs this long after, from a timer thread:
+# never on the thread that answers the front-end's request, which would wait for it.
+SETTLE_SECONDS = 0.25
 
 _FAILED = Snapshot("", "")
 
@@ -145,7 +149,10 @@ class SnapshotPublisher:
             from IPython.display import update_display
 
             data, metadata = self._bundle(snapshot)
-            update_display(data, raw=True, metadata=metadata, display_id=self.display_id)
+            try:
+                update_display(data, raw=True, metadata=metadata, display_id=self.display_id)
+            except Exception:  # the outputs keep the previous snapshot; the widget works on
+                log.warning("llm-notebook: could not update a widget's output", exc_info=True)
 
     def _bundle(self, snapshot: Snapshot) -> tuple[dict, dict]:
         # The widget-view is in every update, or the live view would turn into the static HTML.

@@ -29,7 +29,7 @@ from typing import Any
 import traitlets
 
 from ..errors import CONFIG, LLMError
-from ._base import LLMWidget, rpc
+from ._base import SETTLE_SECONDS, LLMWidget, rpc
 from .snapshot import Snapshot, template_snapshot
 
 __all__ = ["MAX_MODELS", "TemplateEditor", "TemplateEditorError"]
@@ -213,7 +213,7 @@ class TemplateEditor(LLMWidget):
         template = session.templates.get(name, version) if name else None
         if template is not None:
             self.name, self.version = template.name, template.version
-            self.refresh_snapshot()
+            self.refresh_snapshot(delay=SETTLE_SECONDS)
         return {"template": _template_dict(template) if template else None,
                 "versions": self._versions(template.name) if template else [],
                 "models": {"selected": list(self.models) or default_models(session, template),
@@ -281,7 +281,7 @@ class TemplateEditor(LLMWidget):
             self._call(template, filled, filled_system, model, index, run_id)
             for index, model in enumerate(chosen)))
         self._last_run = {"results": results}
-        self.refresh_snapshot()
+        self.refresh_snapshot(delay=SETTLE_SECONDS)
         return {"run_id": run_id, "prompt": filled, "system": filled_system, "results": results}
 
     @rpc("save")
@@ -295,7 +295,7 @@ class TemplateEditor(LLMWidget):
             options=draft.options, defaults=draft.defaults,
             tags=tags, message=message)
         self.name, self.version = saved.name, saved.version
-        self.refresh_snapshot()
+        self.refresh_snapshot(delay=SETTLE_SECONDS)
         return {"template": _template_dict(saved), "versions": self._versions(saved.name)}
 
     @rpc

@@ -196,20 +196,35 @@ function trackViewState(mounted: Mounted): Cleanup {
   };
 }
 
+/** Frames to wait for the new view's element to enter the page (ipywidgets adds it last). */
+const ATTACH_FRAMES = 30;
+
 function restoreViewState(mounted: Mounted): void {
   const { root } = mounted;
-  for (const [node, [top, left]] of Array.from(mounted.scrolls)) {
-    if (!root.contains(node)) {
-      mounted.scrolls.delete(node);
-      continue;
+  const focus = mounted.lastFocus; // read now: a focusout of the move may forget it meanwhile
+  const scrolls = Array.from(mounted.scrolls);
+  let frames = 0;
+  const restore = (): void => {
+    if (!root.isConnected) {
+      if (++frames < ATTACH_FRAMES) requestAnimationFrame(restore);
+      return;
     }
-    node.scrollTop = top;
-    node.scrollLeft = left;
-  }
-  const doc = root.ownerDocument;
-  const focus = mounted.lastFocus;
-  const lost = !doc.activeElement || doc.activeElement === doc.body;
-  if (focus && lost && root.contains(focus)) focus.focus({ preventScroll: true });
+    for (const [node, [top, left]] of scrolls) {
+      if (!root.contains(node)) {
+        mounted.scrolls.delete(node);
+        continue;
+      }
+      node.scrollTop = top;
+      node.scrollLeft = left;
+    }
+    const doc = root.ownerDocument;
+    const lost = !doc.activeElement || doc.activeElement === doc.body;
+    if (focus && lost && root.contains(focus)) {
+      focus.focus({ preventScroll: true });
+      mounted.lastFocus = focus;
+    }
+  };
+  restore();
 }
 
 /**
