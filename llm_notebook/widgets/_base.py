@@ -169,7 +169,7 @@ class LLMWidget(anywidget.AnyWidget):
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("_view_key", uuid.uuid4().hex)
         super().__init__(**kwargs)
-        self._publisher = SnapshotPublisher(self, self._build_snapshot)
+        self._publisher = SnapshotPublisher(self, lambda: self._build_snapshot())
         self._handlers: dict[str, Callable[..., Any]] = {
             method: getattr(self, attr) for method, attr in self._rpc_methods.items()
         }
