@@ -69,7 +69,7 @@ export class StableModel {
   off(event?: string | null, handler?: Handler | null): void {
     for (let i = this.handlers.length - 1; i >= 0; i--) {
       const [e, h] = this.handlers[i]!;
-      if ((event == null || e === event) && (handler == null || h === handler)) {
+      if ((event === null || event === undefined || e === event) && (handler === null || handler === undefined || h === handler)) {
         this.handlers.splice(i, 1);
         this.current.off(e, h);
       }
