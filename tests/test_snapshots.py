@@ -123,7 +123,8 @@ def test_usage_snapshot_has_totals_and_cost_by_model_but_no_dates():
                            "group_by": "model"},
                "totals": {"calls": 1234, "input_tokens": 5000, "output_tokens": 700, "cost": 0.5,
                           "errors": 2, "cached": 3, "unpriced": 1},
-               "models": [["openai/gpt-4o-mini", 1000, 0.4, 0], ["loop/m", 234, 0.1, 1]],
+               "models": [["openai/gpt-4o-mini", 1000, 0.4, 0], ["loop/m", 234, 0.1, 1],
+                          ["loop/free", 5, 0.0, 5]],
                "series": {"points": [[1_700_000_000, 3, 0.1, 0, 0]]}, "updated": 1_700_000_123.0}
     s = snap.usage_snapshot(summary)
     assert "1,234 calls · 5,000 input + 700 output tokens · $0.5000 · 2 errors · 3 cached" in s.html
@@ -131,6 +132,7 @@ def test_usage_snapshot_has_totals_and_cost_by_model_but_no_dates():
     assert "openai/gpt-4o-mini" in s.html and "$0.4000" in s.html
     assert "1700000" not in s.html and "2023" not in s.html
     assert "loop/m: 234 calls, $0.1000" in s.text
+    assert "loop/free: 5 calls, price unknown" in s.text  # not "$0" for calls nobody priced
 
 
 def test_template_and_picker_and_batch_snapshots():
@@ -237,7 +239,7 @@ def test_a_comparison_shows_its_answers_once_done(shell, loopback):
     assert "0 ok · 0 error(s) · 4 pending" in first[2]["text/html"]
     html = last[2]["text/html"]
     assert html.count("It is &lt;b&gt;Paris&lt;/b&gt;") == 2 and html.count("Lima") >= 2
-    assert "4 ok · 0 error(s) · 0 pending" in html
+    assert "4 ok · 0 error(s) · 0 pending · price unknown" in html
     assert html.count("✓ contains") == 2 and html.count("✗ contains") == 2
     grid = shell.user_ns["grid"]
     assert grid.id not in html and grid.id not in last[2]["text/plain"]

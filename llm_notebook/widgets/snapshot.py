@@ -221,11 +221,12 @@ def grid_snapshot(grid) -> Snapshot:
     check_names = [c.name for c in grid.checks]
     ok = sum(s["status"] == "ok" for s in states)
     errors = sum(s["status"] == "error" for s in states)
-    cost = sum(s["cost"] or 0.0 for s in states)
+    costs = [s["cost"] for s in states if s["cost"] is not None]
     n_inputs = len(plan.rows) if plan.has_inputs else 0
     title = (f"Comparison · {len(plan.prompts)} prompt(s) × {len(plan.models)} model(s) × "
              f"{n_inputs} input(s)")
-    status = f"{ok} ok · {errors} error(s) · {len(states) - ok - errors} pending · total {money(cost)}"
+    total = f"total {money(sum(costs))}" if costs else "price unknown"
+    status = f"{ok} ok · {errors} error(s) · {len(states) - ok - errors} pending · {total}"
     parts = [_tag("div", "muted", html.escape(status))]
     if len(plan.prompts) > 1 or plan.prompts[0].template != plan.prompts[0].label:
         parts.append(_tag("div", "muted", "Prompts: " + " · ".join(
@@ -320,15 +321,19 @@ def usage_snapshot(summary: dict) -> Snapshot:
     lines = [line]
     if models:
         rows = "".join("<tr>" + _tag("td", "cell", _e(m)) + _tag("td", "num", f"{calls:,}")
-                       + _tag("td", "num", html.escape(money(cost))) + "</tr>"
-                       for m, calls, cost, _unpriced in models)
+                       + _tag("td", "num", html.escape(_model_cost(cost, unpriced, calls))) + "</tr>"
+                       for m, calls, cost, unpriced in models)
         parts.append(f'<table class="llmnb-snap-table" style="{_STYLE["table"]}"><thead><tr>'
                      f'{_tag("th", "cell", "Model")}{_tag("th", "num", "Calls")}'
                      f'{_tag("th", "num", "Cost")}</tr></thead><tbody>{rows}</tbody></table>')
-        lines += [f"  {_clean(m)}: {calls:,} calls, {money(cost)}" for m, calls, cost, _u in models]
+        lines += [f"  {_clean(m)}: {calls:,} calls, {_model_cost(cost, u, calls)}" for m, calls, cost, u in models]
     if summary.get("error"):
         parts.append(_tag("div", "error", _e(summary["error"])))
     return Snapshot(_frame("usage", title, parts), _plain(title, lines))
+
+
+def _model_cost(cost: float, unpriced: int, calls: int) -> str:
+    return "price unknown" if unpriced == calls and not cost else money(cost)
 
 
 def template_snapshot(template: dict | None, models: Sequence[str], last_run: dict | None) -> Snapshot:
