@@ -16,7 +16,7 @@
  * note saying how to get the live widget back.
  */
 import type { AnyModel } from "@anywidget/types";
-import { renderSnapshot } from "./markdown";
+import { renderSnapshot } from "./sanitize";
 import { rpcFor } from "./rpc";
 
 export type Cleanup = () => void;
