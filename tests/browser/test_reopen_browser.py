@@ -84,6 +84,13 @@ def _widget_outputs(panel) -> dict[str, object]:
     return outputs
 
 
+def _assert_nothing_ran_or_loaded(page, outputs, request_monitor) -> None:
+    """The hostile answer is text: no image or script came out of it, nothing ran or loaded."""
+    assert outputs["chat"].locator("img, script").count() == 0
+    page.console_monitor.assert_not_pwned()
+    request_monitor.assert_none_left()
+
+
 def _assert_each_widget_shows(outputs, within: str) -> None:
     for kind, texts in EXPECTED_BY_KIND.items():
         shown = outputs[kind].locator(within)
@@ -106,10 +113,8 @@ def test_trusted_notebook_without_a_kernel_shows_the_saved_snapshots(
     expect(outputs["chat"].get_by_text("Loading widget...")).to_be_hidden()
     # The answer's markdown is rendered; its hostile parts are text.
     expect(outputs["chat"].locator(".llmnb-snap-msg strong", has_text="Paris")).to_be_visible()
-    assert outputs["chat"].locator("img, script").count() == 0
     shot("trusted-no-kernel")
-    page.console_monitor.assert_not_pwned()
-    request_monitor.assert_none_left()
+    _assert_nothing_ran_or_loaded(page, outputs, request_monitor)
 
 
 def test_someone_elses_notebook_shows_the_snapshots_jupyterlab_sanitized(
@@ -121,10 +126,8 @@ def test_someone_elses_notebook_shows_the_snapshots_jupyterlab_sanitized(
     # Untrusted: JupyterLab does not render widget-views, it shows the text/html (sanitized).
     _assert_each_widget_shows(outputs, ".llmnb-snapshot")
     assert panel.locator(".llmnb-snapshot-fallback").count() == 0
-    assert outputs["chat"].locator("img, script").count() == 0
     shot("untrusted")
-    page.console_monitor.assert_not_pwned()
-    request_monitor.assert_none_left()
+    _assert_nothing_ran_or_loaded(page, outputs, request_monitor)
 
 
 def test_saved_widget_state_draws_read_only_until_the_cell_runs_again(
@@ -144,8 +147,8 @@ def test_saved_widget_state_draws_read_only_until_the_cell_runs_again(
             expect(saved.get_by_text(text).first).to_be_visible()
         expect(outputs[kind].locator(".llmnb-live")).to_be_hidden()
     assert panel.locator(".llmnb-snapshot-fallback:visible").count() == 0
-    assert outputs["chat"].locator("img, script").count() == 0
     shot("saved-state")
+    _assert_nothing_ran_or_loaded(page, outputs, request_monitor)
 
     # Run the setup and the chat's cell again: the chat is live (a new, empty one: this lab's
     # log is not the one the notebook was executed with).
@@ -159,4 +162,3 @@ def test_saved_widget_state_draws_read_only_until_the_cell_runs_again(
     expect(live.locator("textarea.llm-chat-input")).to_be_visible()
     assert outputs["chat"].locator(".llmnb-saved:visible").count() == 0
     page.console_monitor.assert_not_pwned()
-    request_monitor.assert_none_left()
