@@ -19,7 +19,6 @@ Messages to the front-end, besides responses and streams:
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import json
 import threading
 import time
@@ -115,7 +114,7 @@ class Chat(PickerHandlers, LLMWidget):
         a concurrent.futures.Future of it. (Not `send`: that is the widget's message method.)
         """
         _check_prompt(prompt)
-        return self._settled(_run(self._exchange(prompt, HEAD), wait))
+        return self._run_settled(self._exchange(prompt, HEAD), wait)
 
     def stop(self) -> bool:
         """Stops the answer that is streaming (it is logged as 'interrupted' with its text so far).
@@ -128,12 +127,14 @@ class Chat(PickerHandlers, LLMWidget):
         task.get_loop().call_soon_threadsafe(task.cancel)
         return True
 
-    def _settled(self, result):
-        """A finished exchange's result, once the outputs show it (a Future is left alone)."""
-        if isinstance(result, concurrent.futures.Future):
-            return result
-        self.flush_snapshot()
-        return result
+    def _run_settled(self, exchange, wait: bool):
+        """Runs an exchange from Python; waiting, returns once the outputs show its turn."""
+        if not wait:
+            return _run(exchange, False)
+        try:
+            return _run(exchange, True)
+        finally:
+            self.flush_snapshot()
 
     def turns(self) -> list[dict]:
         """The turns of the branch on screen, oldest first, with their branch position."""
@@ -143,13 +144,13 @@ class Chat(PickerHandlers, LLMWidget):
         """Asks the prompt of `turn_id` (default: the last turn) again: a new branch."""
         turn = self._own_turn(turn_id)
         # Never from the cache: a regenerated answer is meant to be a new one.
-        return self._settled(_run(self._exchange(turn["prompt"] or "", turn["parent_id"], cache=False), wait))
+        return self._run_settled(self._exchange(turn["prompt"] or "", turn["parent_id"], cache=False), wait)
 
     def edit(self, turn_id: int, prompt: str, *, wait: bool = True):
         """Replaces the prompt of `turn_id` and asks it: a new branch from that turn's parent."""
         _check_prompt(prompt)
         turn = self._own_turn(turn_id)
-        return self._settled(_run(self._exchange(prompt, turn["parent_id"]), wait))
+        return self._run_settled(self._exchange(prompt, turn["parent_id"]), wait)
 
     def switch(self, turn_id: int) -> list[dict]:
         """Shows the branch through `turn_id` (down to its latest reply); returns its turns."""
