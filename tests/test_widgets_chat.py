@@ -72,6 +72,8 @@ def ok(chat, method, params=None, req_id="r1"):
 def test_send_streams_coalesced_deltas_then_the_final_snapshot(loop_session, loopback, chats):
     loopback.configure(reply=LONG_REPLY, tokens_per_second=240)  # ~0.5 s of tokens
     chat = chats(model="loop/model")
+    snapshots = []
+    chat.observe(lambda change: snapshots.append(change["new"]), names="snapshot")
 
     began = time.monotonic()
     request(chat, "send", {"prompt": "Tell me many words"})
@@ -102,8 +104,14 @@ def test_send_streams_coalesced_deltas_then_the_final_snapshot(loop_session, loo
     assert row["response"] == LONG_REPLY and row["status"] == "ok"
     assert row["conversation_id"] == chat.conversation_id
     assert turn["output_tokens"] == 120 and turn["branch"] == {"index": 0, "ids": [turn["id"]]}
-    # The answer never travels in a trait (ipywidgets would re-send it whole on every change).
-    assert LONG_REPLY not in json.dumps(chat.get_state(), default=str)
+    # The answer streams in custom messages, never in a trait (ipywidgets would re-send it whole
+    # on every change): the one trait that holds it is the static snapshot, set once the turn
+    # has settled.
+    assert wait_until(lambda: snapshots, timeout=5)
+    state = chat.get_state()
+    assert "word119" in state.pop("snapshot")
+    assert LONG_REPLY not in json.dumps(state, default=str)
+    assert len(snapshots) == 1 and "word119" in snapshots[0]
     assert chat.busy is False
 
 

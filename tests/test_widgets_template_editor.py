@@ -444,12 +444,15 @@ def test_unknown_method_and_bad_params_get_one_line_answers(make_editor):
     assert "prompt must be text" in cap.error("variables", prompt=3)
 
 
-def test_state_holds_only_name_version_and_models(make_editor, nb_session):
+def test_state_holds_name_version_models_and_the_snapshot_once_shown(make_editor, nb_session):
     nb_session.templates.save("t", "Secretly {x}", options={"temperature": 0.1})
     w, _ = make_editor("t")
     synced = {k for k in w.get_state() if not k.startswith("_")}
-    assert synced - {"layout", "tabbable", "tooltip"} == {"name", "version", "models"}
+    assert synced - {"layout", "tabbable", "tooltip"} == {"name", "version", "models", "snapshot"}
     assert "Secretly" not in json.dumps(w.get_state(), default=str)
+    # Shown, the snapshot holds the saved version for a front-end without kernel; never options.
+    w._repr_mimebundle_()
+    assert "Secretly {x}" in w.get_state()["snapshot"] and "temperature" not in w.snapshot
 
 
 def test_models_trait_is_checked(make_editor):

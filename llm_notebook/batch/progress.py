@@ -7,6 +7,9 @@ The widget's Stop button interrupts the kernel through the Jupyter server's REST
 request as the toolbar's ■ button). A comm message could not work: the kernel reads comm messages
 only between cells, and the cell running the batch is still running. The interrupt arrives as
 Ctrl-C, which the run turns into a clean stop within 2 s with every finished row saved.
+
+The widget's output also carries a static snapshot of the numbers (no rate or ETA), updated when
+the run ends, for a notebook read where no kernel runs (widgets/display.py).
 """
 
 from __future__ import annotations
@@ -53,16 +56,17 @@ def _stderr_is_tty() -> bool:
         return False
 
 
-def describe(s: dict) -> str:
-    """One line: rows done / total · errors · cached · rate · ETA · cost."""
+def describe(s: dict, *, timing: bool = True) -> str:
+    """One line: rows done / total · errors · cached · rate · ETA · cost. Without `timing`, no
+    rate or ETA: the line a saved notebook keeps is the same on every run."""
     parts = [f"{s['done']:,}/{s['total']:,} rows"]
     if s["errors"]:
         parts.append(f"{s['errors']:,} errors")
     if s["cached"]:
         parts.append(f"{s['cached']:,} cached")
-    if s.get("rate"):
+    if timing and s.get("rate"):
         parts.append(f"{s['rate']:,.1f} rows/s")
-    if s["status"] == "running" and s.get("eta") is not None and s["done"] < s["total"]:
+    if timing and s["status"] == "running" and s.get("eta") is not None and s["done"] < s["total"]:
         parts.append(f"ETA {_clock(s['eta'])}")
     if s["cost"] or not s.get("unpriced"):
         parts.append(f"${s['cost']:.4f}")
@@ -157,7 +161,8 @@ async function interruptKernel(kernelId) {
 }
 function render({ model, el }) {
   const root = document.createElement("div");
-  root.className = "llmnb-batch";
+  // llmnb-view: js/lab hides the saved snapshot beside a view that renders.
+  root.className = "llmnb-batch llmnb-view";
   root.style.cssText = "display:flex;align-items:center;gap:8px;font-family:var(--jp-ui-font-family,sans-serif);font-size:var(--jp-ui-font-size1,13px);color:var(--jp-ui-font-color1,inherit);padding:2px 0;";
   const bar = document.createElement("progress");
   bar.style.cssText = "width:220px;height:14px;";
@@ -201,10 +206,12 @@ export default { render };
 
 
 def _widget_class():
-    import anywidget
     import traitlets as t
 
-    class BatchProgress(anywidget.AnyWidget):
+    from ..widgets._base import LLMWidget
+    from ..widgets.snapshot import batch_snapshot
+
+    class BatchProgress(LLMWidget):
         _esm = _ESM
         total = t.Int(0).tag(sync=True)
         done = t.Int(0).tag(sync=True)
@@ -216,8 +223,13 @@ def _widget_class():
         job_id = t.Unicode("").tag(sync=True)
         kernel_id = t.Unicode("").tag(sync=True)
 
-        def __repr__(self) -> str:  # the text/plain shown where widgets cannot render
+        settled_line = ""  # describe() without timings: what the snapshot shows
+
+        def __repr__(self) -> str:
             return f"batch {self.job_id}: {self.line}" if self.job_id else f"batch: {self.line}"
+
+        def _build_snapshot(self):
+            return batch_snapshot(self.settled_line)
 
     BatchProgress.__qualname__ = "BatchProgress"
     return BatchProgress
@@ -245,6 +257,7 @@ class WidgetBar:
         state = {"total": s["total"], "done": s["done"], "errors": s["errors"],
                  "cached": s["cached"], "cost": float(s["cost"]), "status": s["status"],
                  "line": describe(s), "job_id": s["job_id"] or ""}
+        self.widget.settled_line = describe(s, timing=False)
         if state == self._last:
             return
         self._last = state
@@ -254,3 +267,5 @@ class WidgetBar:
 
     def close(self, s: dict) -> None:
         self.update(s)
+        # The run is over: the saved output keeps its final numbers.
+        self.widget.refresh_snapshot()

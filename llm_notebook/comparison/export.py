@@ -23,7 +23,7 @@ _RESERVED = {"prompt", "model", "prompt_text", "output", "status", "error", "err
              "cell_key", "call_id"}
 
 
-def _snapshot(grid) -> list[dict]:
+def cell_states(grid) -> list[dict]:
     """The cells as plain dicts, copied under the grid's lock (cells change as runs finish)."""
     with grid._lock:
         out = []
@@ -41,7 +41,7 @@ def input_column_names(columns: list[str]) -> dict[str, str]:
     return {c: (f"input:{c}" if c in _RESERVED or c.startswith("check:") else c) for c in columns}
 
 
-def _tokens(s: dict) -> int | None:
+def total_tokens(s: dict) -> int | None:
     if s["input_tokens"] is None and s["output_tokens"] is None:
         return None
     return (s["input_tokens"] or 0) + (s["output_tokens"] or 0)
@@ -61,7 +61,7 @@ def records(grid) -> list[dict]:
     names = [c.name for c in grid.checks]
     renamed = input_column_names(plan.columns)
     rows = []
-    for s in _snapshot(grid):
+    for s in cell_states(grid):
         cell = s["cell"]
         row = {"prompt": plan.prompts[cell.prompt_index].label, "model": cell.model}
         values = plan.rows[cell.input_index]
@@ -70,7 +70,7 @@ def records(grid) -> list[dict]:
         row.update({
             "prompt_text": cell.prompt_text, "output": s["output"], "status": s["status"],
             "error": s["error"], "input_tokens": s["input_tokens"],
-            "output_tokens": s["output_tokens"], "tokens": _tokens(s), "cost": s["cost"],
+            "output_tokens": s["output_tokens"], "tokens": total_tokens(s), "cost": s["cost"],
             "latency": s["latency"], "cached": s["cached"]})
         for name in names:
             row[f"check:{name}"] = s["checks"].get(name, (None, ""))[0]
@@ -94,7 +94,7 @@ def summary_rows(grid) -> list[dict]:
     """One row per (prompt, model): the column summaries the widget shows, and ratings."""
     plan = grid.plan
     names = [c.name for c in grid.checks]
-    snap = _snapshot(grid)
+    snap = cell_states(grid)
     out = []
     for pi, p in enumerate(plan.prompts):
         for mi, model in enumerate(plan.models):
@@ -172,7 +172,7 @@ def to_json(grid) -> str:
     plan = grid.plan
     names = [c.name for c in grid.checks]
     cells = []
-    for s in _snapshot(grid):
+    for s in cell_states(grid):
         cell = s["cell"]
         cells.append({
             "index": cell.index, "prompt": plan.prompts[cell.prompt_index].label,
@@ -180,7 +180,7 @@ def to_json(grid) -> str:
             "input": _plain(plan.rows[cell.input_index]), "prompt_text": cell.prompt_text,
             "output": s["output"], "status": s["status"], "error": s["error"],
             "error_kind": s["error_kind"], "input_tokens": s["input_tokens"],
-            "output_tokens": s["output_tokens"], "tokens": _tokens(s), "cost": s["cost"],
+            "output_tokens": s["output_tokens"], "tokens": total_tokens(s), "cost": s["cost"],
             "latency": s["latency"], "cached": s["cached"],
             "checks": {n: {"passed": s["checks"][n][0], "reason": s["checks"][n][1]}
                        for n in names if n in s["checks"]},
@@ -256,7 +256,7 @@ def to_html(grid) -> str:
 
     plan = grid.plan
     names = [c.name for c in grid.checks]
-    snap = _snapshot(grid)
+    snap = cell_states(grid)
     out: list[str] = []
     add = out.append
     add("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">")
@@ -274,7 +274,7 @@ def to_html(grid) -> str:
     for r in summary_rows(grid):
         passed = (f"{_num(r['pass_rate'], 'rate')} ({r['passed']}/{r['cells']})"
                   if r["pass_rate"] is not None else "—")
-        add(f"<tr><td>{_e(_short(r['prompt']))}</td><td>{_e(r['model'])}</td>"
+        add(f"<tr><td>{_e(short_label(r['prompt']))}</td><td>{_e(r['model'])}</td>"
             f"<td class=\"num\">{r['ok']}/{r['cells']}</td><td class=\"num\">{r['errors']}</td>"
             f"<td class=\"num\">{_e(passed)}</td>"
             f"<td class=\"num\">{_num(r['mean_latency'], 's')}</td>"
@@ -286,8 +286,8 @@ def to_html(grid) -> str:
     add("<h2>Prompts</h2><ol>")
     for p in plan.prompts:
         system = f"<p class=\"meta\">System:</p><pre class=\"tpl\">{_e(p.system)}</pre>" if p.system else ""
-        template = "" if p.template == _short(p.label) else f"<pre class=\"tpl\">{_e(p.template)}</pre>"
-        add(f"<li><strong>{_e(_short(p.label))}</strong>{system}{template}</li>")
+        template = "" if p.template == short_label(p.label) else f"<pre class=\"tpl\">{_e(p.template)}</pre>"
+        add(f"<li><strong>{_e(short_label(p.label))}</strong>{system}{template}</li>")
     add("</ol>")
     if grid.checks:
         add("<h2>Checks</h2><ul>")
@@ -309,7 +309,7 @@ def to_html(grid) -> str:
             if cell.input_index != i:
                 continue
             label = (cell.model if len(plan.prompts) == 1
-                     else f"{_short(plan.prompts[cell.prompt_index].label)} · {cell.model}")
+                     else f"{short_label(plan.prompts[cell.prompt_index].label)} · {cell.model}")
             add(f"<article class=\"{'error' if s['status'] == 'error' else 'ok'}\"><h4>{_e(label)}</h4>")
             if s["status"] == "ok":
                 add(f"<div class=\"out\">{markdown_to_html(s['output'] or '')}</div>")
@@ -325,7 +325,7 @@ def to_html(grid) -> str:
                     add(f"<li class=\"{cls}\">{mark} {_e(n)}<span class=\"meta\"> — {_e(reason)}</span></li>")
                 add("</ul>")
             metrics = [_num(s["latency"], "s") if s["latency"] is not None else None,
-                       f"{_tokens(s)} tokens" if _tokens(s) is not None else None,
+                       f"{total_tokens(s)} tokens" if total_tokens(s) is not None else None,
                        _num(s["cost"], "usd") if s["cost"] is not None else None,
                        "cached" if s["cached"] else None]
             add(f"<p class=\"metrics\">{_e(' · '.join(m for m in metrics if m))}</p>")
@@ -346,6 +346,6 @@ def to_html(grid) -> str:
     return "".join(out)
 
 
-def _short(text: str, n: int = 80) -> str:
+def short_label(text: str, n: int = 80) -> str:
     flat = " ".join(str(text).split())
     return flat if len(flat) <= n else flat[:n - 1] + "…"

@@ -9,6 +9,9 @@ The grid is the Python object and the widget: cells live here, the front-end
 A `state` request answers every cell, so a reloaded page shows the grid as it is; updates carry
 only the cells that changed, each with a version (the front-end keeps the newest). Updates are
 sent at most once per scan of the runs (10 a second) plus one per rating.
+
+The grid's snapshot (widgets/snapshot.py) is refreshed when a run ends and after a rating, so a
+saved notebook shows the answers where no kernel runs.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from typing import Any
 
 import traitlets
 
-from ..widgets._base import LLMWidget, rpc
+from ..widgets._base import SETTLE_SECONDS, LLMWidget, rpc
+from ..widgets.snapshot import Snapshot, grid_snapshot
 from . import checks as checks_mod
 from . import export as export_mod
 from . import spec as spec_mod
@@ -222,6 +226,7 @@ class ComparisonGrid(LLMWidget):
         except Exception:  # the grid still works without its summary row in the log
             pass
         self._publish([])
+        self.refresh_snapshot()
 
     def wait(self, timeout: float | None = None) -> ComparisonGrid:
         """Block until every cell (and every judged check) is done; Ctrl-C stops the run."""
@@ -347,7 +352,8 @@ class ComparisonGrid(LLMWidget):
         unknown = set(fields) - {"thumb", "score", "comment"}
         if unknown:
             raise ValueError(f"rate takes thumb, score and comment, not {sorted(unknown)}")
-        self.rate(index, **fields)
+        self._rate(index, **fields)
+        self.refresh_snapshot(delay=SETTLE_SECONDS)
         with self._lock:
             return self._cell_json(self._cell(index))
 
@@ -372,6 +378,10 @@ class ComparisonGrid(LLMWidget):
         """Rate a cell — by index, or (input_index, prompt index or label, model index or id) —
         with thumb ("up"/"down"/None), score (0–1 or None) and/or comment. Saved in the log
         under the cell's request, so a new grid over the same prompts/models/inputs shows it."""
+        self._rate(cell, thumb=thumb, score=score, comment=comment)
+        self.refresh_snapshot()
+
+    def _rate(self, cell, *, thumb=_UNSET, score=_UNSET, comment=_UNSET) -> None:
         target = self._cell(cell)
         thumb = target.thumb if thumb is _UNSET else _thumb(thumb)
         score = target.score if score is _UNSET else _score(score)
@@ -438,6 +448,9 @@ class ComparisonGrid(LLMWidget):
         if wait:
             self.wait()
         return export_mod.write(self, path, format)
+
+    def _build_snapshot(self) -> Snapshot:
+        return grid_snapshot(self)
 
     def __repr__(self) -> str:
         p = self.progress()

@@ -15,6 +15,11 @@ answer, even when the handler raises:
 Handlers are methods marked with `@rpc`, called with the params as keyword arguments. Plain
 functions run at once in the kernel thread, so keep them quick. `async def` handlers (LLM calls)
 run on `llm_notebook.runner`'s background loop and answer when done, so the kernel stays free.
+Every widget answers `ping`: the front-end's first answer tells it a kernel holds this widget.
+
+Snapshots: a subclass builds what it shows as static HTML and text (`_build_snapshot`, with the
+functions of widgets/snapshot.py) and calls `refresh_snapshot()` when its content settles; the
+widget is displayed with that snapshot beside the live view (widgets/display.py).
 """
 
 from __future__ import annotations
@@ -24,12 +29,16 @@ import inspect
 import json
 import logging
 import threading
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import anywidget
+import traitlets
 
+from .display import SETTLE_SECONDS, SnapshotPublisher
+from .snapshot import Snapshot
 from .streaming import StreamSender, error_line
 
 __all__ = ["STATIC_DIR", "LLMWidget", "rpc"]
@@ -126,10 +135,18 @@ def _run_to_completion(coro: Any) -> Any:
 
 
 class LLMWidget(anywidget.AnyWidget):
-    """Base class: bundle by name, request handlers, and a stream sender (`self.streams`)."""
+    """Base class: bundle by name, request handlers, a stream sender (`self.streams`), and a
+    static snapshot shown beside the live view."""
 
     _bundle: ClassVar[str | None] = None
     _rpc_methods: ClassVar[dict[str, str]] = {}
+
+    snapshot = traitlets.Unicode(
+        "", help="Sanitized static HTML of what the widget shows: drawn read-only by a front-end "
+        "restored from saved widget state until a kernel answers. Never holds keys.").tag(sync=True)
+    # Lets the front-end find this widget's earlier view when an output update renders it again
+    # (js/src/shared/mount.ts); a view gets no other handle on its model that lasts.
+    _view_key = traitlets.Unicode("").tag(sync=True)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         bundle = cls.__dict__.get("_bundle")
@@ -150,7 +167,9 @@ class LLMWidget(anywidget.AnyWidget):
         super().__init_subclass__(**kwargs)
 
     def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("_view_key", uuid.uuid4().hex)
         super().__init__(**kwargs)
+        self._publisher = SnapshotPublisher(self, lambda: self._build_snapshot())
         self._handlers: dict[str, Callable[..., Any]] = {
             method: getattr(self, attr) for method, attr in self._rpc_methods.items()
         }
@@ -175,8 +194,49 @@ class LLMWidget(anywidget.AnyWidget):
     def on_custom_message(self, content: dict, buffers: list) -> None:
         """Called with custom messages that are not requests; override to handle your own."""
 
+    # -- snapshot and display --------------------------------------------------------------------
+
+    def _build_snapshot(self) -> Snapshot:
+        """What the widget shows, as sanitized static HTML and text; subclasses say more."""
+        return Snapshot("", repr(self))
+
+    def refresh_snapshot(self, delay: float = 0.0) -> None:
+        """Call when the content settles: updates the `snapshot` trait and every output showing
+        this widget (after `delay` seconds without another call, if given)."""
+        publisher = getattr(self, "_publisher", None)
+        if publisher is not None:
+            publisher.refresh(delay)
+
+    def flush_snapshot(self) -> None:
+        """Sends a delayed snapshot update now: Python API calls end with it, so a cell that
+        waited for an answer has its output updated before it ends."""
+        publisher = getattr(self, "_publisher", None)
+        if publisher is not None:
+            publisher.flush()
+
+    def widget_bundle(self) -> tuple[dict, dict]:
+        """anywidget's own display data (the widget-view, without its text/plain) and metadata
+        (which tells Colab where its widget manager is)."""
+        result = super()._repr_mimebundle_()
+        data, metadata = result if isinstance(result, tuple) else (result or {}, {})
+        return {k: v for k, v in data.items() if k != "text/plain"}, dict(metadata or {})
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict, dict]:
+        data, metadata = self.widget_bundle()
+        return {**data, **self._publisher.current().bundle()}, metadata
+
+    def _ipython_display_(self) -> None:
+        self._publisher.show()
+
+    @rpc
+    def ping(self) -> bool:
+        return True
+
     def close(self) -> None:
         # Also runs from __del__, possibly on an object whose __init__ failed half-way.
+        publisher = getattr(self, "_publisher", None)
+        if publisher is not None:
+            publisher.close()
         lock = getattr(self, "_inflight_lock", None)
         if lock is not None:
             with lock:

@@ -28,8 +28,9 @@ from typing import Any
 import traitlets
 
 from ..session import _check_prompt
-from ._base import LLMWidget, rpc
+from ._base import SETTLE_SECONDS, LLMWidget, rpc
 from .picker import PickerHandlers, _session
+from .snapshot import Snapshot, chat_snapshot
 
 __all__ = ["Chat"]
 
@@ -113,7 +114,7 @@ class Chat(PickerHandlers, LLMWidget):
         a concurrent.futures.Future of it. (Not `send`: that is the widget's message method.)
         """
         _check_prompt(prompt)
-        return _run(self._exchange(prompt, HEAD), wait)
+        return self._run_settled(self._exchange(prompt, HEAD), wait)
 
     def stop(self) -> bool:
         """Stops the answer that is streaming (it is logged as 'interrupted' with its text so far).
@@ -126,6 +127,15 @@ class Chat(PickerHandlers, LLMWidget):
         task.get_loop().call_soon_threadsafe(task.cancel)
         return True
 
+    def _run_settled(self, exchange, wait: bool):
+        """Runs an exchange from Python; waiting, returns once the outputs show its turn."""
+        if not wait:
+            return _run(exchange, False)
+        try:
+            return _run(exchange, True)
+        finally:
+            self.flush_snapshot()
+
     def turns(self) -> list[dict]:
         """The turns of the branch on screen, oldest first, with their branch position."""
         return [self._turn(row) for row in self.conversation.turns()]
@@ -134,17 +144,18 @@ class Chat(PickerHandlers, LLMWidget):
         """Asks the prompt of `turn_id` (default: the last turn) again: a new branch."""
         turn = self._own_turn(turn_id)
         # Never from the cache: a regenerated answer is meant to be a new one.
-        return _run(self._exchange(turn["prompt"] or "", turn["parent_id"], cache=False), wait)
+        return self._run_settled(self._exchange(turn["prompt"] or "", turn["parent_id"], cache=False), wait)
 
     def edit(self, turn_id: int, prompt: str, *, wait: bool = True):
         """Replaces the prompt of `turn_id` and asks it: a new branch from that turn's parent."""
         _check_prompt(prompt)
         turn = self._own_turn(turn_id)
-        return _run(self._exchange(prompt, turn["parent_id"]), wait)
+        return self._run_settled(self._exchange(prompt, turn["parent_id"]), wait)
 
     def switch(self, turn_id: int) -> list[dict]:
         """Shows the branch through `turn_id` (down to its latest reply); returns its turns."""
         self._switch(turn_id)
+        self.flush_snapshot()
         return self.turns()
 
     def to_markdown(self) -> str:
@@ -278,6 +289,9 @@ class Chat(PickerHandlers, LLMWidget):
             return _response_of(row)
         finally:
             self.busy = False
+            # The turn has settled: that is what a saved notebook shows (the Python API
+            # flushes this before it returns).
+            self.refresh_snapshot(delay=SETTLE_SECONDS)
 
     def _fail(self, stream_id: str, error: Any, previous_head: int | None, parent_id: int | None) -> None:
         # The call logged its row: an interrupted one (with the partial text) becomes the head;
@@ -300,6 +314,9 @@ class Chat(PickerHandlers, LLMWidget):
             self.send({"type": "chat.changed"})
         except Exception:  # the front-end is gone; the log has everything
             pass
+
+    def _build_snapshot(self) -> Snapshot:
+        return chat_snapshot(self.name, self.system, self.turns())
 
     # -- turns and branches ----------------------------------------------------------------------
 
@@ -360,6 +377,7 @@ class Chat(PickerHandlers, LLMWidget):
         self.conversation.head_id = leaf
         self._log.set_head(self.conversation_id, leaf)
         self._changed()
+        self.refresh_snapshot(delay=SETTLE_SECONDS)
 
 
 def _run(coro, wait: bool):

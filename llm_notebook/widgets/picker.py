@@ -18,6 +18,7 @@ from typing import Any
 import traitlets
 
 from ._base import LLMWidget, rpc
+from .snapshot import Snapshot, picker_snapshot
 
 __all__ = ["ModelPicker", "PickerHandlers", "models_table"]
 
@@ -137,6 +138,12 @@ class ModelPicker(PickerHandlers, LLMWidget):
         session = _session()
         default = session.default_model()
         super().__init__(value=value or default, default_model=default, **kwargs)
+        # Clicking through the list changes the value often: the saved output follows once the
+        # choice has been still for a second.
+        self.observe(lambda _change: self.refresh_snapshot(delay=1.0), names=["value", "default_model"])
+
+    def _build_snapshot(self) -> Snapshot:
+        return picker_snapshot(self.value, self.default_model)
 
     @rpc("picker.use_default")
     def _picker_use_default(self, model: str) -> dict:

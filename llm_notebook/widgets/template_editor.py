@@ -10,9 +10,10 @@ template library (`session.templates`) and `llm_notebook.placeholders`:
     run(prompt, ..., values, models, run_id) one streamed call per model, side by side
     save(name, prompt, ..., message, tags)   a new version; history(name); diff(name, v1, v2)
 
-The draft lives in the browser; synced state is only the template's name, version and the models
-to run on, never prompt text from other sources, options or keys. Calls go through
-`Session._acall`, so they are logged, priced, budget-checked and cached like any other call.
+The draft lives in the browser; synced state is the template's name, version and the models to
+run on, and the static snapshot (the saved version and the last run's answers, redacted), never
+options or keys. Calls go through `Session._acall`, so they are logged, priced, budget-checked
+and cached like any other call.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from typing import Any
 import traitlets
 
 from ..errors import CONFIG, LLMError
-from ._base import LLMWidget, rpc
+from ._base import SETTLE_SECONDS, LLMWidget, rpc
+from .snapshot import Snapshot, template_snapshot
 
 __all__ = ["MAX_MODELS", "TemplateEditor", "TemplateEditorError"]
 
@@ -182,6 +184,7 @@ class TemplateEditor(LLMWidget):
         chosen = _check_models(models) if models is not None else default_models(session, template)
         super().__init__(name=template.name if template else None,
                          version=template.version if template else None, models=chosen)
+        self._last_run: dict | None = None  # the answers of the last run, for the snapshot
 
     @traitlets.validate("models")
     def _valid_models(self, proposal) -> list[str]:
@@ -210,6 +213,7 @@ class TemplateEditor(LLMWidget):
         template = session.templates.get(name, version) if name else None
         if template is not None:
             self.name, self.version = template.name, template.version
+            self.refresh_snapshot(delay=SETTLE_SECONDS)
         return {"template": _template_dict(template) if template else None,
                 "versions": self._versions(template.name) if template else [],
                 "models": {"selected": list(self.models) or default_models(session, template),
@@ -276,6 +280,8 @@ class TemplateEditor(LLMWidget):
         results = await asyncio.gather(*(
             self._call(template, filled, filled_system, model, index, run_id)
             for index, model in enumerate(chosen)))
+        self._last_run = {"results": results}
+        self.refresh_snapshot(delay=SETTLE_SECONDS)
         return {"run_id": run_id, "prompt": filled, "system": filled_system, "results": results}
 
     @rpc("save")
@@ -289,6 +295,7 @@ class TemplateEditor(LLMWidget):
             options=draft.options, defaults=draft.defaults,
             tags=tags, message=message)
         self.name, self.version = saved.name, saved.version
+        self.refresh_snapshot(delay=SETTLE_SECONDS)
         return {"template": _template_dict(saved), "versions": self._versions(saved.name)}
 
     @rpc
@@ -313,6 +320,11 @@ class TemplateEditor(LLMWidget):
             earlier = [v["version"] for v in self._versions(name) if v["version"] < v2]
             v1 = earlier[0] if earlier else v2
         return {"name": name, "v1": v1, "v2": v2, "text": library.diff(name, v1, v2)}
+
+    def _build_snapshot(self) -> Snapshot:
+        template = self.template
+        return template_snapshot(_template_dict(template) if template else None, list(self.models),
+                                 getattr(self, "_last_run", None))
 
     # -- helpers ---------------------------------------------------------------------------------
 

@@ -8,6 +8,9 @@ computes from the log's usage rollups (a few KB whatever the log's size: never t
 Filters are traits both sides set. After every logged call of the Session (`on_call`), the
 summary is recomputed at most twice a second, off the calling thread. Export: `to_pandas()`,
 `to_csv()`, and a CSV download in the browser (the `export_csv` request).
+
+The static snapshot (totals and cost by model) follows the summary once it has been still for
+SNAPSHOT_SETTLE seconds: during a batch run the saved output is updated once, at the end.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 import traitlets
 
 from ._base import LLMWidget, rpc
+from .snapshot import Snapshot, usage_snapshot
 
 __all__ = ["UsagePanel", "summarize"]
 
@@ -30,6 +34,7 @@ TOP_MODELS = 12                 # the cost-by-model chart; the rest are summed a
 HOURLY_UP_TO_DAYS = 2           # over longer spans the time charts show days
 MAX_POINTS = 2000               # time points sent (gaps are filled with zeros up to this)
 GROUPINGS = ("model", "day", "hour", "notebook", "conversation", "job")
+SNAPSHOT_SETTLE = 2.0           # seconds without a refresh before the snapshot follows
 
 
 def _session():
@@ -203,7 +208,11 @@ class UsagePanel(LLMWidget):
                 summary = dict(self.summary or {}, error=str(exc), updated=time.time())
             self.refreshes += 1
             self.summary = summary
-            return summary
+        self.refresh_snapshot(delay=SNAPSHOT_SETTLE)
+        return summary
+
+    def _build_snapshot(self) -> Snapshot:
+        return usage_snapshot(self.summary or {})
 
     def to_pandas(self, by: str | None = None):
         """`session.usage()` with the panel's filters, grouped by `by` (default: the table's)."""

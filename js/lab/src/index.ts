@@ -1,5 +1,5 @@
-// llm-notebook's JupyterLab plugin: the "LLM" sidebar, its commands, settings, and markdown
-// highlighting of `%%llm` cells.
+// llm-notebook's JupyterLab plugin: the "LLM" sidebar, its commands, settings, markdown
+// highlighting of `%%llm` cells, and the saved snapshots of widgets whose kernel is gone.
 
 import {
   ILayoutRestorer,
@@ -15,6 +15,7 @@ import { ApiError, type ICall, type ITemplate, LLMApi } from './api';
 import { insertCodeCell, promptCellSource, templateCellSource } from './cells';
 import { LLMCellHighlighter } from './highlight';
 import { LLMSidebar, SIDEBAR_ID } from './sidebar';
+import { SnapshotFallbacks } from './snapshots';
 
 const PLUGIN_ID = 'llm-notebook:plugin';
 const CATEGORY = 'LLM';
@@ -62,6 +63,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const api = new LLMApi();
     const settings: ISettings = { defaultModel: '', highlightLlmCells: true, refreshSeconds: 3 };
     const highlighter = new LLMCellHighlighter(tracker);
+    new SnapshotFallbacks(tracker);
 
     const currentNotebook = () => tracker.currentWidget?.context.path ?? null;
 

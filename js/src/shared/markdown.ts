@@ -11,17 +11,10 @@
  * content, and colours are not kept (white on white), so what a Copy button copies
  * (`visibleText`) is exactly what is on screen, never a hidden instruction.
  */
-import DOMPurify, { type Config } from "dompurify";
 import { Marked, type Tokens } from "marked";
 import { escapeHtml, highlight } from "./highlight";
+import { dropHidden, getPurifier, PURIFY_CONFIG, replaceBlockedImages } from "./sanitize";
 
-/** Inline images we do show: raster formats only (an SVG image can carry script and links). */
-const SAFE_IMAGE_SRC = /^data:image\/(?:png|jpe?g|gif|webp);base64,[a-z0-9+/\s]*=*\s*$/i;
-/** Links we keep clickable; anything else (javascript:, vbscript:, data:, relative) loses its href. */
-const SAFE_LINK_HREF = /^(?:https?:\/\/|mailto:)/i;
-/** Classes content may carry: highlighting and our own; others could borrow JupyterLab's UI styles. */
-const SAFE_CLASS = /^(?:hljs(?:-[\w-]+)?|language-[\w+#.-]+|llm-md-[\w-]+)$/;
-const BLOCKED_SRC_ATTR = "data-llm-blocked-src";
 /**
  * Elements that take everything up to their end tag with them when the sanitizer removes them:
  * those DOMPurify drops with their content (its FORBID_CONTENTS: raw-text elements, SVG and
@@ -32,59 +25,6 @@ const SWALLOWING_OPENER = new RegExp(
     "template|audio|video|annotation-xml|desc|foreignobject|mi|mn|mo|ms|mtext)(?=[\\s/>])",
   "gi",
 );
-
-const PURIFY_CONFIG: Config = {
-  USE_PROFILES: { html: true }, // no SVG, no MathML
-  FORBID_TAGS: [
-    "style", "link", "meta", "base", "form", "input", "button", "textarea", "select", "option",
-    "optgroup", "iframe", "frame", "frameset", "object", "embed", "svg", "math", "video", "audio",
-    "source", "track", "picture", "canvas", "dialog", "template", "slot", "portal",
-  ],
-  FORBID_ATTR: [
-    "style", "srcset", "background", "poster", "ping", "action", "formaction", "id", "name",
-    "autofocus", "tabindex", "contenteditable", "draggable", "popover", "color", "bgcolor",
-  ],
-  ALLOW_DATA_ATTR: false,
-  ALLOW_ARIA_ATTR: true,
-};
-
-type Purifier = ReturnType<typeof DOMPurify>;
-let purifier: Purifier | null = null;
-
-/** Our own DOMPurify instance, so our hooks never touch another extension's sanitizer. */
-function getPurifier(): Purifier {
-  if (purifier) return purifier;
-  const p = DOMPurify(window);
-  p.addHook("afterSanitizeAttributes", (node) => {
-    const el = node as Element;
-    if (typeof el.getAttribute !== "function") return;
-    if (el.hasAttribute("class")) {
-      const kept = (el.getAttribute("class") ?? "").split(/\s+/).filter((c) => SAFE_CLASS.test(c));
-      if (kept.length) el.setAttribute("class", kept.join(" "));
-      else el.removeAttribute("class");
-    }
-    const tag = el.tagName;
-    if (tag === "A") {
-      const href = (el.getAttribute("href") ?? "").trim();
-      if (href && SAFE_LINK_HREF.test(href)) {
-        el.setAttribute("target", "_blank");
-        el.setAttribute("rel", "noopener noreferrer");
-      } else {
-        el.removeAttribute("href");
-        el.removeAttribute("target");
-      }
-    } else if (tag === "IMG") {
-      const src = (el.getAttribute("src") ?? "").trim();
-      if (!SAFE_IMAGE_SRC.test(src)) {
-        // Defence in depth: even if the placeholder pass below were skipped, nothing would load.
-        el.removeAttribute("src");
-        el.setAttribute(BLOCKED_SRC_ATTR, src);
-      }
-    }
-  });
-  purifier = p;
-  return p;
-}
 
 function highlightCode(code: string, lang: string): string {
   return lang ? highlight(code, lang) : escapeHtml(code);
@@ -111,25 +51,6 @@ function getParser(): Marked {
     },
   });
   return parser;
-}
-
-/** Drops what the page would not show (and a Copy button would otherwise copy). */
-function dropHidden(root: DocumentFragment): void {
-  for (const node of Array.from(root.querySelectorAll("[hidden]"))) node.remove();
-}
-
-/** Replaces blocked images (marked by the sanitizer hook) with visible text: alt text and URL. */
-function replaceBlockedImages(root: DocumentFragment): void {
-  const doc = root.ownerDocument;
-  for (const img of Array.from(root.querySelectorAll(`img[${BLOCKED_SRC_ATTR}]`))) {
-    const url = img.getAttribute(BLOCKED_SRC_ATTR) ?? "";
-    const alt = (img.getAttribute("alt") ?? "").trim();
-    const span = doc.createElement("span");
-    span.className = "llm-md-image-blocked";
-    span.title = "Remote image not loaded";
-    span.textContent = `[image: ${alt || "no description"}]${url ? ` ${url}` : ""}`;
-    img.replaceWith(span);
-  }
 }
 
 /**

@@ -43,6 +43,14 @@ export function newId(): string {
 
 export class RpcClient {
   private readonly pending = new Map<string, Pending>();
+  private markAnswered!: () => void;
+  /**
+   * Resolves with the first response of any kind: a kernel holds this widget. (A front-end
+   * restored from saved widget state never gets one.)
+   */
+  readonly answered: Promise<void> = new Promise<void>((resolve) => {
+    this.markAnswered = resolve;
+  });
 
   constructor(private readonly send: (msg: ToPython) => void) {}
 
@@ -77,6 +85,7 @@ export class RpcClient {
   /** Applies one custom message; returns false for messages that are not responses. */
   handle(msg: unknown): boolean {
     if (!isResponseMsg(msg)) return false;
+    this.markAnswered();
     const p = this.pending.get(msg.id);
     if (!p) return true; // already timed out or cancelled
     this.pending.delete(msg.id);

@@ -11,6 +11,7 @@
  */
 import type { AnyModel, Initialize, Render } from "@anywidget/types";
 import { copyText, renderMarkdownInto, visibleText } from "../shared/markdown";
+import { mountView } from "../shared/mount";
 import { rpcFor } from "../shared/rpc";
 import { streamsFor, type StreamState } from "../shared/stream";
 import "../shared/styles.css";
@@ -39,7 +40,9 @@ const initialize: Initialize<ChatModel> = ({ model }) => {
   rpcFor(model as AnyModel);
 };
 
-const render: Render<ChatModel> = ({ model, el }) => {
+const render: Render<ChatModel> = ({ model, el }) => mountView(model, el, renderChat);
+
+function renderChat(model: AnyModel<ChatModel>, el: HTMLElement): () => void {
   const anyModel = model as AnyModel;
   const rpc = rpcFor(anyModel);
   const streams = streamsFor(anyModel);
@@ -557,6 +560,6 @@ const render: Render<ChatModel> = ({ model, el }) => {
     model.off("change:name", drawTitle);
     model.off("change:system", drawTitle);
   };
-};
+}
 
 export default { initialize, render };

@@ -3,6 +3,7 @@
  * Python side: llm_notebook/comparison/grid.py (ComparisonGrid); the pieces are in ./grid/.
  */
 import type { AnyModel, Initialize, Render } from "@anywidget/types";
+import { mountView } from "../shared/mount";
 import { rpcFor } from "../shared/rpc";
 import "../shared/styles.css";
 import "./grid/grid.css";
@@ -20,10 +21,11 @@ const initialize: Initialize<GridModel> = ({ model }) => {
   rpcFor(model as AnyModel);
 };
 
-const render: Render<GridModel> = ({ model, el }) => {
-  const view = new GridView(model as AnyModel, el, gridStoreFor(model as AnyModel));
-  view.start();
-  return () => view.destroy();
-};
+const render: Render<GridModel> = ({ model, el }) =>
+  mountView(model, el, (stable, root) => {
+    const view = new GridView(stable as AnyModel, root, gridStoreFor(stable as AnyModel));
+    view.start();
+    return () => view.destroy();
+  });
 
 export default { initialize, render };

@@ -4,6 +4,7 @@
  * "Use as default". Python side: llm_notebook/widgets/picker.py.
  */
 import type { AnyModel, Initialize, Render } from "@anywidget/types";
+import { mountView } from "../shared/mount";
 import { rpcFor } from "../shared/rpc";
 import "../shared/styles.css";
 import { button, h } from "./picker/dom";
@@ -30,7 +31,9 @@ const initialize: Initialize<PickerModel> = ({ model }) => {
   rpcFor(model as AnyModel);
 };
 
-const render: Render<PickerModel> = ({ model, el }) => {
+const render: Render<PickerModel> = ({ model, el }) => mountView(model, el, renderPicker);
+
+function renderPicker(model: AnyModel<PickerModel>, el: HTMLElement): () => void {
   const rpc = rpcFor(model as AnyModel);
   el.classList.add("llm-nb", "llm-picker-widget");
 
@@ -114,6 +117,6 @@ const render: Render<PickerModel> = ({ model, el }) => {
     model.off("change:value", onValue);
     model.off("change:default_model", drawChosen);
   };
-};
+}
 
 export default { initialize, render };

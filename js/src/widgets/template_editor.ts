@@ -4,6 +4,7 @@
  * several models side by side, and versions with diffs. The pieces are in template_editor/.
  */
 import type { AnyModel, Initialize, Render } from "@anywidget/types";
+import { mountView } from "../shared/mount";
 import { rpcFor } from "../shared/rpc";
 import { streamsFor } from "../shared/stream";
 import "../shared/styles.css";
@@ -22,6 +23,7 @@ const initialize: Initialize<TemplateEditorModel> = ({ model }) => {
   rpcFor(model as AnyModel);
 };
 
-const render: Render<TemplateEditorModel> = ({ model, el }) => renderTemplateEditor(model as AnyModel, el);
+const render: Render<TemplateEditorModel> = ({ model, el }) =>
+  mountView(model, el, (stable, root) => renderTemplateEditor(stable as AnyModel, root));
 
 export default { initialize, render };

@@ -5,6 +5,7 @@
  * log's rollups and refreshes it as calls are logged; this side only draws it.
  */
 import type { AnyModel, Initialize, Render } from "@anywidget/types";
+import { mountView } from "../shared/mount";
 import { rpcFor } from "../shared/rpc";
 import "../shared/styles.css";
 import { emptyChart, histogram, horizontalBars, timeBars, type Bar, type Bucket, type HBar } from "./usage/charts";
@@ -236,7 +237,9 @@ export function tableView(s: Summary): HTMLElement {
   return el("div", { class: "llm-usage-table-wrap" }, [table]);
 }
 
-const render: Render<PanelModel> = ({ model, el: root }) => {
+const render: Render<PanelModel> = ({ model, el: host }) => mountView(model, host, renderPanel);
+
+function renderPanel(model: AnyModel<PanelModel>, root: HTMLElement): () => void {
   const rpc = rpcFor(model as AnyModel);
   root.classList.add("llm-nb", "llm-usage");
 
@@ -374,6 +377,6 @@ const render: Render<PanelModel> = ({ model, el: root }) => {
     if (frame) cancelAnimationFrame(frame);
     for (const name of events) model.off(name, schedule);
   };
-};
+}
 
 export default { initialize, render };

@@ -1,0 +1,93 @@
+"""A notebook that uses every face of llm-notebook, executed headless with nbclient against the
+loopback server: what the export and reopen tests read without a kernel.
+
+Its answers are chosen by `[[reply:...]]` markers, and one of them is hostile (a script, an
+image with onerror, a javascript: link, a remote image), so every reader also checks that a
+shared notebook runs and loads nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import nbformat
+
+from . import helpers
+
+HOSTILE_ANSWER = ("**Paris** is the capital. <img src=http://192.0.2.1/beacon.png "
+                  "onerror=window.__pwned=1> <script>window.__pwned=2</script> "
+                  "[more](javascript:window.__pwned=3) ![map](http://192.0.2.1/map.png)")
+
+# What a reader must see, by widget.
+EXPECTED = {
+    "magic": "Bonjour from the magic cell",
+    "ask": "Hello from session ask",
+    "chat_prompt": "What is the capital of France?",
+    "chat_answer": "Paris is the capital.",
+    "grid_answers": ["The capital is Paris", "The capital is Lima"],
+    "batch": "2/2 rows",
+    "usage": "calls",
+    "template": "Greet {name} warmly",
+    "picker": "loop/m",
+}
+
+
+def cells(loopback_url: str) -> list[str]:
+    return [
+        "%load_ext llm_notebook\n"
+        "import pandas as pd\n"
+        "import llm_notebook\n"
+        "s = llm_notebook.session()\n"
+        f"s.add_endpoint('loop', {loopback_url!r})",
+        "%%llm -m loop/m\nSay hello [[reply:Bonjour from the magic cell]]",
+        "s.ask('Hi [[reply:Hello from session ask]]', model='loop/m')",
+        "chat = llm_notebook.Chat(model='loop/m', name='travelling')\nchat",
+        f"r = chat.ask('What is the capital of France? [[reply:{HOSTILE_ANSWER}]]')",
+        "df = pd.DataFrame({'city': ['Paris', 'Lima']})\n"
+        "out = df.llm.map('Country of {city}? [[reply:the country of {city}]]', model='loop/m')\n"
+        "out",
+        "grid = llm_notebook.compare('Capital of {country}? [[reply:The capital is {expected}]]',\n"
+        "                            ['loop/a', 'loop/b'],\n"
+        "                            inputs=[{'country': 'France', 'expected': 'Paris'},\n"
+        "                                    {'country': 'Peru', 'expected': 'Lima'}]).wait()\n"
+        "grid",
+        "llm_notebook.UsagePanel()",
+        "s.templates.save('greet', 'Greet {name} warmly')\n"
+        "llm_notebook.TemplateEditor('greet', models=['loop/m'])",
+        "llm_notebook.ModelPicker(value='loop/m')",
+    ]
+
+
+def execute(path: Path, loopback_url: str, *, store_widget_state: bool, monkeypatch) -> Path:
+    """Writes the notebook to `path` and runs it with nbclient in a kernel that imports this
+    checkout; returns `path` (now with outputs)."""
+    from nbclient import NotebookClient
+
+    work = path.parent
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(helpers.REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("LLM_NOTEBOOK_LOG", str(work / "llm-log.db"))
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    monkeypatch.setenv("IPYTHONDIR", str(work / "ipython"))
+    for var in list(os.environ):
+        if var.endswith("_API_KEY"):
+            monkeypatch.delenv(var)
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)",
+                                 "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in cells(loopback_url)]
+    client = NotebookClient(nb, timeout=180, kernel_name="python3",
+                            store_widget_state=store_widget_state,
+                            resources={"metadata": {"path": str(work)}})
+    client.execute()
+    nbformat.write(nb, str(path))
+    return path
+
+
+def nbconvert_html(path: Path) -> Path:
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "html", str(path)],
+                   check=True, capture_output=True, timeout=180)
+    return path.with_suffix(".html")
