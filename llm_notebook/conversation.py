@@ -83,17 +83,9 @@ class Conversation:
         if call is None:
             raise KeyError(f"no message {message_id} in the log")
         if call["parent_id"] is None:
-            conv_ids = [call["conversation_id"]] + self._related_conversations(call["conversation_id"])
+            conv_ids = [call["conversation_id"]] + self.session.log.root_siblings(call["conversation_id"])
             return self.session.log.children(None, conv_ids)
         return self.session.log.children(call["parent_id"])
-
-    def _related_conversations(self, conv_id: str) -> list[str]:
-        rows = self.session.log.read(
-            "SELECT id FROM conversations WHERE forked_from IS NULL AND id != ? AND id IN "
-            "(SELECT conversation_id FROM calls WHERE parent_id IS NULL AND prompt = "
-            "(SELECT prompt FROM calls WHERE conversation_id = ? AND parent_id IS NULL LIMIT 1))",
-            (conv_id, conv_id))
-        return [r["id"] for r in rows]
 
     # -- writing ----------------------------------------------------------------------------------
 

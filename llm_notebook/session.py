@@ -168,10 +168,7 @@ class Session:
                  "key_present": True, "available": local.available(), "context_window": 2048,
                  "input_per_1m": 0.0, "output_per_1m": 0.0}]
         for ep in self.endpoints.values():
-            rows.append({"model": f"{ep.name}/*", "provider": ep.name, "group": "endpoint",
-                         "key_present": ep.key() is not None or ep.api_key_env is None,
-                         "available": True, "context_window": None,
-                         "input_per_1m": None, "output_per_1m": None})
+            rows += self._endpoint_models(ep)
         for name, target in self.aliases.items():
             rows.append({"model": name, "provider": f"alias of {target}", "group": "alias",
                          "key_present": None, "available": True, "context_window": None,
@@ -194,6 +191,31 @@ class Session:
         order = {"embedded": 0, "endpoint": 1, "alias": 2, "provider (key present)": 3, "provider": 4}
         frame["_order"] = frame["group"].map(order)
         return frame.sort_values(["_order", "model"]).drop(columns="_order").reset_index(drop=True)
+
+    def _endpoint_models(self, ep: Endpoint) -> list[dict]:
+        """An endpoint's models as its server lists them (GET /models); one `name/*` row,
+        marked unavailable, when it cannot be asked."""
+        from .providers import http
+
+        key = ep.key()
+        row = {"provider": ep.name, "group": "endpoint",
+               "key_present": key is not None or ep.api_key_env is None,
+               "context_window": None}
+        try:
+            listed = http.list_models(ep.base_url, key)
+        except LLMError:
+            listed = []
+        if not listed:
+            return [dict(row, model=f"{ep.name}/*", available=False, input_per_1m=None,
+                         output_per_1m=None)]
+        out = []
+        for name in listed:
+            model = f"{ep.name}/{name}"
+            rates = pricing.rates(model, 0, self.config.prices)
+            out.append(dict(row, model=model, available=True,
+                            input_per_1m=None if rates is None else rates[0] * 1e6,
+                            output_per_1m=None if rates is None else rates[1] * 1e6))
+        return out
 
     def check(self, model: str | None = None) -> dict:
         """Make a tiny real call; report latency or a clear error (never raises for call errors)."""

@@ -17,6 +17,21 @@ from typing import AsyncIterator, Callable
 from ..errors import INCOMPLETE, TIMEOUT, LLMError
 
 
+class Received:
+    """What an attempt has received so far: its text pieces and the time to the first one.
+    The caller keeps it, so an attempt cut short or cancelled still has both."""
+
+    __slots__ = ("parts", "ttft_ms")
+
+    def __init__(self):
+        self.parts: list[str] = []
+        self.ttft_ms: float | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
 @dataclass(slots=True)
 class Answer:
     """What a complete attempt produced."""
@@ -27,24 +42,25 @@ class Answer:
     ttft_ms: float | None          # None when the answer came in one piece
 
 
-async def attempt(chunks: AsyncIterator, parts: list[str], *, gap: float, deadline_at: float,
+async def attempt(chunks: AsyncIterator, received: Received, *, gap: float, deadline_at: float,
                   deadline: float, on_text: Callable[[str], None] | None = None) -> Answer:
     """Read one provider attempt to its Finish chunk.
 
-    `parts` collects the text as it arrives (the caller keeps it if the attempt is cancelled);
-    `deadline_at` is the event loop time the call must end by, `deadline` its length in seconds
-    (for the message). Raises LLMError with `partial` set to the text received.
+    `received` collects the text as it arrives; `deadline_at` is the event loop time the call
+    must end by, `deadline` its length in seconds (for the message). Raises LLMError with
+    `partial` set to the text received.
     """
     loop = asyncio.get_running_loop()
     started = loop.time()
-    ttft = finish = None
+    parts = received.parts
+    finish = None
     try:
         async with asyncio.timeout(min(started + gap, deadline_at)) as cut:
             async for chunk in chunks:
                 if type(chunk) is str:
                     now = loop.time()
-                    if ttft is None:
-                        ttft = (now - started) * 1000
+                    if received.ttft_ms is None:
+                        received.ttft_ms = (now - started) * 1000
                     parts.append(chunk)
                     if on_text is not None:
                         on_text(chunk)
@@ -63,7 +79,8 @@ async def attempt(chunks: AsyncIterator, parts: list[str], *, gap: float, deadli
         raise LLMError("the stream ended before the response was complete", kind=INCOMPLETE,
                        partial="".join(parts))
     text = "".join(parts) if parts else (finish.text or "")
-    return Answer(text, finish.input_tokens, finish.output_tokens, finish.finish_reason, ttft)
+    return Answer(text, finish.input_tokens, finish.output_tokens, finish.finish_reason,
+                  received.ttft_ms)
 
 
 def _cut_short(parts: list[str], gap: float, deadline: float, *, at_deadline: bool) -> LLMError:

@@ -28,8 +28,12 @@ from .. import providers
 from ..errors import BudgetExceeded, LLMError
 from ..retry import RetryPolicy
 from . import outcome as outcomes
-from .attempt import Answer, attempt
+from .attempt import Answer, Received, attempt
 from .structured import Negotiation
+
+# Providers' own network timeouts (aiohttp's socket reads, litellm's) are set this much past the
+# attempt's gap, so the attempt is what cuts a call, with one message for every provider.
+NETWORK_MARGIN_S = 1.0
 
 
 @dataclass(slots=True)
@@ -55,7 +59,7 @@ async def execute(call: Call, *, sink: Callable[[outcomes.Outcome], object],
     negotiation = Negotiation.of(call)
     retry = None
     attempts = 0
-    parts: list[str] = []
+    received = Received()
     hold = None
     try:
         while True:
@@ -71,15 +75,15 @@ async def execute(call: Call, *, sink: Callable[[outcomes.Outcome], object],
                     hold = budget.take(call)
                 attempts += 1
                 retry.attempts = attempts - (negotiation.steps if negotiation else 0)
-                parts = []
+                received = Received()
                 if negotiation is None:
                     messages, options = call.messages, call.options
                 else:
                     messages, options = negotiation.request()
                 loop = asyncio.get_running_loop()
                 chunks = providers.chunks(call.route, messages, options, stream=call.stream,
-                                          timeout=timeout)
-                answer = await attempt(chunks, parts, gap=timeout, deadline=call.policy.deadline,
+                                          timeout=timeout + NETWORK_MARGIN_S)
+                answer = await attempt(chunks, received, gap=timeout, deadline=call.policy.deadline,
                                        deadline_at=loop.time() + retry.remaining(),
                                        on_text=on_text)
             except BudgetExceeded:
@@ -101,13 +105,15 @@ async def execute(call: Call, *, sink: Callable[[outcomes.Outcome], object],
             wait = retry.next_delay(error) if may_retry and not shown and attempts else None
             if wait is None:
                 result = outcomes.failed(error, ts=ts, attempts=attempts,
+                                         ttft_ms=received.ttft_ms if error.partial else None,
                                          duration_ms=(time.perf_counter() - t0) * 1000)
                 _sink(sink, result, budget, hold)
                 return result
             await asyncio.sleep(wait)   # Retry-After or jittered backoff
     except asyncio.CancelledError:
         if attempts:
-            result = outcomes.interrupted("".join(parts), ts=ts, attempts=attempts,
+            result = outcomes.interrupted(received.text, ts=ts, attempts=attempts,
+                                          ttft_ms=received.ttft_ms,
                                           duration_ms=(time.perf_counter() - t0) * 1000)
             _sink(sink, result, budget, hold)
         elif budget is not None and hold is not None:

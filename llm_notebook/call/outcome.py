@@ -60,15 +60,18 @@ class Outcome:
         return row
 
 
-def failed(exc: LLMError, *, ts: float, duration_ms: float, attempts: int) -> Outcome:
+def failed(exc: LLMError, *, ts: float, duration_ms: float, attempts: int,
+           ttft_ms: float | None = None) -> Outcome:
     partial = exc.partial or None
     return Outcome("incomplete" if partial else "error", partial, ts, duration_ms,
-                   attempts=attempts, error_kind=exc.kind, error=exc.message, exception=exc)
+                   attempts=attempts, ttft_ms=ttft_ms, error_kind=exc.kind, error=exc.message,
+                   exception=exc)
 
 
-def interrupted(partial: str, *, ts: float, duration_ms: float, attempts: int) -> Outcome:
+def interrupted(partial: str, *, ts: float, duration_ms: float, attempts: int,
+                ttft_ms: float | None = None) -> Outcome:
     return Outcome("interrupted", partial or None, ts, duration_ms, attempts=attempts,
-                   error_kind=INTERRUPTED, error="interrupted by the user")
+                   ttft_ms=ttft_ms, error_kind=INTERRUPTED, error="interrupted by the user")
 
 
 def from_cache(hit: dict, *, ts: float, duration_ms: float) -> Outcome:

@@ -106,6 +106,7 @@ async def chunks(route: Route, messages: list[dict], options: dict, *, stream: b
                 return
             finish = Finish()
             done = False
+            pieces = 0
             async for line in resp.content:
                 if not line.startswith(b"data:"):
                     continue
@@ -123,10 +124,13 @@ async def chunks(route: Route, messages: list[dict], options: dict, *, stream: b
                 for choice in chunk.get("choices") or ():
                     delta = (choice.get("delta") or {}).get("content")
                     if delta:
+                        pieces += 1
                         yield delta
                     if choice.get("finish_reason"):
                         finish.finish_reason = choice["finish_reason"]
             if done or finish.finish_reason is not None:
+                if finish.input_tokens is None:
+                    _counted(finish, messages, pieces)
                 yield finish
     except LLMError:
         raise
@@ -152,27 +156,37 @@ def _whole_answer(raw: bytes) -> Finish:
     return finish
 
 
+def _counted(finish: Finish, messages: list[dict], pieces: int) -> None:
+    """Token counts for a stream whose server reported no usage (llama.cpp's server ignores
+    stream_options): its prompt estimated as budgets estimate it, its output one token per
+    chunk (how such servers stream), as litellm counts streams without usage."""
+    from ..tokens import estimate_prompt
+
+    finish.input_tokens = estimate_prompt(messages)
+    finish.output_tokens = pieces
+
+
 def _usage(finish: Finish, usage: dict | None) -> None:
     if usage:
         finish.input_tokens = usage.get("prompt_tokens")
         finish.output_tokens = usage.get("completion_tokens")
 
 
-async def list_models(base_url: str, api_key: str | None, *, timeout: float = 5.0) -> list[str]:
-    """The model ids an OpenAI-compatible server lists at GET /models. Raises LLMError."""
-    import aiohttp
+def list_models(base_url: str, api_key: str | None, *, timeout: float = 3.0) -> list[str]:
+    """The model ids an OpenAI-compatible server lists at GET /models (blocking: for
+    Session.models() and the model picker). Raises LLMError, redacted."""
+    import urllib.error
+    import urllib.request
 
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    url = base_url.rstrip("/") + "/models"
+    request = urllib.request.Request(base_url.rstrip("/") + "/models", headers=headers)
     try:
-        async with _session().get(url, headers=headers,
-                                  timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
-            if resp.status >= 400:
-                raise classify(resp.status, await resp.text(), None)
-            data = json.loads(await resp.read())
-    except LLMError:
-        raise
-    except (ValueError, aiohttp.ClientError, OSError) as exc:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
+            data = json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        raise classify(exc.code, exc.read().decode("utf-8", "replace"),
+                       exc.headers.get("Retry-After")) from None
+    except (OSError, ValueError) as exc:
         raise LLMError(f"could not list the models of {base_url}: {exc.__class__.__name__}",
                        kind=CONNECTION) from None
     entries = data.get("data") if isinstance(data, dict) else None
