@@ -49,20 +49,21 @@ class _StallingModel:
 
 @pytest.fixture
 def stalled(nb_session, loopback, monkeypatch):
-    """Each provider, set up to stall after three chunks of its answer; yields a function
+    """Each provider, set up to stall after `after` chunks of its answer; yields a function
     giving (model, options) for one of them."""
-    loopback.script([{"kind": "stall", "after_tokens": 3, "seconds": 30, "times": 10}])
     nb_session.add_endpoint("loop", loopback.url)
     nb_session.config.timeout = GAP
     stalling = None
 
-    def route(provider: str):
+    def route(provider: str, after: int = 3):
         nonlocal stalling
+        stall = {"kind": "stall", "seconds": 30, "times": 10}
+        loopback.script([dict(stall, after_tokens=after) if after else stall])
         if provider == "http":
             return "loop/loopback-model", {}
         if provider == "litellm":
             return "openai/gpt-4o-mini", {"api_base": loopback.url, "api_key": KEY}
-        stalling = _StallingModel(local.get_model(), after=3)
+        stalling = _StallingModel(local.get_model(), after=after)
         monkeypatch.setattr(local, "_model", stalling)
         return "local/smollm2", {"max_tokens": 40}
 
@@ -95,6 +96,22 @@ def test_a_stalled_stream_is_cut_one_gap_after_its_last_chunk(nb_session, loopba
     assert nb_session.log.read("SELECT count(*) FROM cache")[0][0] == 0
     if provider != "local":
         assert loopback.stats()["requests"] == 1
+
+
+@pytest.mark.local_model
+@pytest.mark.parametrize("provider", ["http", "litellm", "local"])
+def test_a_call_with_no_answer_is_cut_at_the_gap(nb_session, stalled, provider):
+    # Nothing at all comes back (a non-streamed call): the same cut, at one gap, by the
+    # attempt (not by a provider's own network timeout), and it is a timeout.
+    model, options = stalled(provider, after=0)
+    nb_session.config.max_retries = 0
+    started = time.monotonic()
+    with pytest.raises(LLMError) as failed:
+        nb_session.ask(PROMPT, model=model, **options)
+    assert GAP - 0.1 <= time.monotonic() - started <= GAP + SLACK, provider
+    assert failed.value.kind == "timeout" and f"no answer within {GAP:g} s" in str(failed.value)
+    row = nb_session.log.call(failed.value.call_id)
+    assert row["status"] == "error" and row["error_kind"] == "timeout" and row["response"] is None
 
 
 @pytest.mark.local_model

@@ -55,7 +55,7 @@ async def attempt(chunks: AsyncIterator, received: Received, *, gap: float, dead
     parts = received.parts
     finish = None
     try:
-        async with asyncio.timeout(min(started + gap, deadline_at)) as cut:
+        async with asyncio.timeout_at(min(started + gap, deadline_at)) as cut:
             async for chunk in chunks:
                 if type(chunk) is str:
                     now = loop.time()
