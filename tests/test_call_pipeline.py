@@ -182,3 +182,20 @@ def test_structured_output_steps_down_until_the_server_accepts_it(nb_session, lo
     attempts = [r["attempts"] for r in nb_session.log.read(
         "SELECT attempts FROM calls WHERE job_id = ? ORDER BY id", (out.attrs["llm"]["job_id"],))]
     assert attempts == [3, 1]
+
+
+def test_a_call_cut_at_its_deadline_after_failures_is_logged_with_their_kind(nb_session,
+                                                                             loopback):
+    # A 500, then a retry that hangs until the deadline: the call failed because of the 500s,
+    # as when the deadline passes during a retry wait (retry.py), not because of a timeout.
+    nb_session.add_endpoint("loop", loopback.url)
+    nb_session.config.deadline, nb_session.config.timeout = 1.5, 10.0
+    loopback.script([{"kind": "500", "match": "flaky"},
+                     {"kind": "stall", "seconds": 30, "match": "flaky"}])
+    started = time.monotonic()
+    with pytest.raises(LLMError) as failed:
+        nb_session.ask("flaky", model="loop/m")
+    assert time.monotonic() - started <= 1.5 + SLACK
+    assert failed.value.kind == "server" and "gave up after 2 attempt(s)" in str(failed.value)
+    row = nb_session.log.call(failed.value.call_id)
+    assert (row["error_kind"], row["attempts"]) == ("server", 2)

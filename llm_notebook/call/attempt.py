@@ -88,6 +88,9 @@ def _cut_short(parts: list[str], gap: float, deadline: float, *, at_deadline: bo
     if at_deadline:
         message = (f"call cut at its {deadline:g} s deadline; raise LLMNotebook.deadline to "
                    "wait longer")
+        error = LLMError(message, kind=INCOMPLETE if partial else TIMEOUT, partial=partial)
+        error.at_deadline = True
+        return error
     elif partial:
         message = (f"the answer stalled: nothing for {gap:g} s after its last chunk; raise "
                    "LLMNotebook.timeout to wait longer")

@@ -92,6 +92,9 @@ async def execute(call: Call, *, sink: Callable[[outcomes.Outcome], object],
                 error = BudgetExceeded("retry not sent: it could cross the budget")
             except LLMError as exc:
                 error = exc
+                if exc.at_deadline and not exc.partial and retry.last_error is not None:
+                    # Cut at the deadline after earlier failures: those are why it failed.
+                    error = retry.gave_up()
             finally:
                 may_retry = gate.leave(call, error, answer) if gate is not None else True
             if answer is not None:
