@@ -679,6 +679,19 @@ def rollup_trigger_sql(name: str) -> str:
         + "\nEND;")
 
 
+# What each rollup row adds up, per call (the columns of rollup.TOTALS).
+_ADDED_PER_CALL = {
+    "calls": "1",
+    "input_tokens": "COALESCE(new.input_tokens, 0)",
+    "output_tokens": "COALESCE(new.output_tokens, 0)",
+    "cost": "COALESCE(new.cost, 0)",
+    "unpriced": "new.unpriced",
+    "errors": "(new.status != 'ok')",
+    "cached": "new.cached",
+    "duration_ms": "COALESCE(new.duration_ms, 0)",
+}
+
+
 def _add_call_to(table: str, keys: dict[str, str], only_if: str = "1") -> str:
     """Create the rollup row if missing, then add the call to its sums and histograms. Cache
     hits stay out of the histograms (their ~0 ms would hide real latencies)."""
@@ -686,21 +699,14 @@ def _add_call_to(table: str, keys: dict[str, str], only_if: str = "1") -> str:
 
     columns, values = ", ".join(keys), ", ".join(keys.values())
     match = " AND ".join(f"{k} = {v}" for k, v in keys.items())
+    sums = ",\n            ".join(f"{c} = {c} + {v}" for c, v in _ADDED_PER_CALL.items())
+    histograms = ",\n            ".join(
+        f"{hist} = CASE WHEN new.cached OR {ms} IS NULL THEN {hist} "
+        f"ELSE {histogram_update_sql(hist, ms)} END"
+        for hist, ms in (("duration_buckets", "new.duration_ms"), ("ttft_buckets", "new.ttft_ms")))
     return f"""
         INSERT OR IGNORE INTO {table} ({columns}) SELECT {values} WHERE {only_if};
         UPDATE {table} SET
-            calls = calls + 1,
-            input_tokens = input_tokens + COALESCE(new.input_tokens, 0),
-            output_tokens = output_tokens + COALESCE(new.output_tokens, 0),
-            cost = cost + COALESCE(new.cost, 0),
-            unpriced = unpriced + new.unpriced,
-            errors = errors + (new.status != 'ok'),
-            cached = cached + new.cached,
-            duration_ms = duration_ms + COALESCE(new.duration_ms, 0),
-            duration_buckets = CASE WHEN new.cached OR new.duration_ms IS NULL
-                THEN duration_buckets
-                ELSE {histogram_update_sql("duration_buckets", "new.duration_ms")} END,
-            ttft_buckets = CASE WHEN new.cached OR new.ttft_ms IS NULL
-                THEN ttft_buckets
-                ELSE {histogram_update_sql("ttft_buckets", "new.ttft_ms")} END
+            {sums},
+            {histograms}
         WHERE {match} AND {only_if};"""
