@@ -710,3 +710,22 @@ def _add_call_to(table: str, keys: dict[str, str], only_if: str = "1") -> str:
             {sums},
             {histograms}
         WHERE {match} AND {only_if};"""
+
+
+@migration
+def m051_calls_fts_as_sqlite_utils_sets_it_up(db: sqlite3.Connection) -> None:
+    # The full-text index of m002 said content='calls' (single quotes): sqlite-utils and
+    # Datasette look for content=[calls] or content="calls" to find a table's index, so they
+    # offered no search over calls. sqlite-utils sets the index up the way they expect (its
+    # triggers calls_ai/_ad/_au keep it current) and fills it from the calls already logged.
+    from sqlite_utils import Database
+
+    run_script(db, """
+        DROP TRIGGER IF EXISTS calls_fts_insert;
+        DROP TRIGGER IF EXISTS calls_fts_delete;
+        DROP TRIGGER IF EXISTS calls_fts_update;
+        DROP TABLE IF EXISTS calls_fts;
+        """)
+    database = Database(db, recursive_triggers=False, execute_plugins=False)
+    database["calls"].enable_fts(["prompt", "response"], fts_version="FTS5",
+                                 create_triggers=True)

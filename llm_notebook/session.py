@@ -17,6 +17,9 @@ from .providers import Endpoint
 from .response import Response
 from .retry import RetryPolicy
 
+# The groups of models() in the order they are listed: what works right now comes first.
+MODEL_GROUPS = ("embedded", "endpoint", "alias", "provider (key present)", "provider")
+
 _SESSION: "Session | None" = None
 _SESSION_LOCK = threading.Lock()
 
@@ -188,8 +191,7 @@ class Session:
                          "input_per_1m": None if cin is None else cin * 1e6,
                          "output_per_1m": None if cout is None else cout * 1e6})
         frame = pd.DataFrame(rows).drop_duplicates("model")
-        order = {"embedded": 0, "endpoint": 1, "alias": 2, "provider (key present)": 3, "provider": 4}
-        frame["_order"] = frame["group"].map(order)
+        frame["_order"] = frame["group"].map({group: i for i, group in enumerate(MODEL_GROUPS)})
         return frame.sort_values(["_order", "model"]).drop(columns="_order").reset_index(drop=True)
 
     def _endpoint_models(self, ep: Endpoint) -> list[dict]:

@@ -99,12 +99,9 @@ def prepare(session, *, frame=None, prompts=None, prompt=None, options: dict | N
                                                 "the row was not sent")
     width = _concurrency(settings.concurrency, route)
     context = {"notebook": ctx.notebook_path(), "cell_id": ctx.cell_id()}
-    run = BatchRun(session, route, reqs.messages, keys, reqs.errors, options=options,
-                   prompt_label=label, system=system_text, concurrency=width, rpm=settings.rpm,
-                   tpm=settings.tpm, cache=bool(settings.cache), schema=out_schema,
-                   on_error=settings.on_error, budget=settings.budget, policy=policy,
-                   context=context)
-    run.progress = settings.progress
+    run = BatchRun(session, route, reqs.messages, keys, reqs.errors, settings, options=options,
+                   concurrency=width, schema=out_schema, prompt_label=label, system=system_text,
+                   policy=policy, context=context)
     if check_budget:
         _refuse_over_budget(session, run)
     return run, out_schema

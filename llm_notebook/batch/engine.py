@@ -37,6 +37,7 @@ from ..errors import BUDGET, RATE_LIMIT, BudgetExceeded, LLMError
 from ..retry import RetryPolicy
 from . import gc_policy, store
 from .pacing import AdaptiveLimit, RatePacer
+from .settings import BatchSettings
 
 FLUSH_SECONDS = 0.1
 FLUSH_ROWS = 200
@@ -65,11 +66,13 @@ class BatchRun:
     """One run of a batch. Build it (batch/api.py prepare), `await run()`, then read `texts`,
     `values`, `status`, `errors`, `summary()`."""
 
-    def __init__(self, session, route, messages: list, keys: list, input_errors: dict, *,
-                 options: dict, prompt_label: str | None, system: str | None,
-                 concurrency: int, rpm=None, tpm=None, cache: bool = True, schema=None,
-                 on_error: str = "keep", budget: float | None = None,
+    def __init__(self, session, route, messages: list, keys: list, input_errors: dict,
+                 settings: BatchSettings, *, options: dict, concurrency: int, schema=None,
+                 prompt_label: str | None, system: str | None,
                  policy: RetryPolicy | None = None, context: dict | None = None):
+        """`settings` as the user gave them (batch/settings.py); the rest as api.prepare
+        worked them out: the rows' messages and cache keys, the model options, the number of
+        workers, the parsed schema, the retry policy."""
         self.session = session
         self.log = session.log
         self.route = route
@@ -78,12 +81,14 @@ class BatchRun:
         self.input_errors = input_errors
         self.options = options
         self.n = len(messages)
-        self.cache = cache
+        self.cache = bool(settings.cache)
         self.schema = schema
-        self.on_error = on_error
+        self.on_error = settings.on_error
+        self.progress = settings.progress
         self.policy = policy or session.policy()
         self.limit = AdaptiveLimit(concurrency)
-        self.pacer = RatePacer(rpm, tpm)
+        self.pacer = RatePacer(settings.rpm, settings.tpm)
+        budget = settings.budget
         self.context = context or {}
         self.prompt_label = prompt_label
         self.system = system
