@@ -54,6 +54,7 @@ async def attempt(chunks: AsyncIterator, received: Received, *, gap: float, dead
     started = loop.time()
     parts = received.parts
     finish = None
+    exhausted = False
     try:
         async with asyncio.timeout_at(min(started + gap, deadline_at)) as cut:
             async for chunk in chunks:
@@ -67,14 +68,16 @@ async def attempt(chunks: AsyncIterator, received: Received, *, gap: float, dead
                     cut.reschedule(min(now + gap, deadline_at))
                 else:
                     finish = chunk
+        exhausted = True
     except TimeoutError:
         raise _cut_short(parts, gap, deadline, at_deadline=loop.time() >= deadline_at) from None
     except LLMError as exc:
         raise _after_text(exc, parts) from None
     finally:
-        close = getattr(chunks, "aclose", None)
-        if close is not None:
-            await close()
+        if not exhausted:  # cut short: let the producer let go of its connection or thread
+            close = getattr(chunks, "aclose", None)
+            if close is not None:
+                await close()
     if finish is None:
         raise LLMError("the stream ended before the response was complete", kind=INCOMPLETE,
                        partial="".join(parts))

@@ -14,7 +14,7 @@ import weakref
 from typing import AsyncIterator
 
 from ..errors import (AUTH, BAD_REQUEST, CONNECTION, CONTEXT_WINDOW, INCOMPLETE, INVALID_RESPONSE,
-                      RATE_LIMIT, SERVER, TIMEOUT, LLMError)
+                      RATE_LIMIT, SERVER, LLMError)
 from . import Finish, Route
 
 _sessions: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, object]" = weakref.WeakKeyDictionary()
@@ -95,8 +95,9 @@ async def chunks(route: Route, messages: list[dict], options: dict, *, stream: b
     if route.api_key:
         headers["Authorization"] = f"Bearer {route.api_key}"
     body = build_body(route, messages, options, stream)
-    # The attempt cuts the gaps between chunks; these only stop a dead socket for good.
-    limits = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
+    # The attempt (llm_notebook/call/attempt.py) cuts the wait for each chunk and the deadline;
+    # aiohttp only bounds connecting (no read timer of its own: one timer a request is enough).
+    limits = aiohttp.ClientTimeout(total=None, sock_connect=timeout)
     try:
         async with _session().post(url, data=body, headers=headers, timeout=limits) as resp:
             if resp.status >= 400:
@@ -134,8 +135,9 @@ async def chunks(route: Route, messages: list[dict], options: dict, *, stream: b
                 yield finish
     except LLMError:
         raise
-    except TimeoutError:
-        raise LLMError(f"no answer within {timeout:g} s", kind=TIMEOUT) from None
+    except TimeoutError:  # connecting (the attempt itself cuts every other wait)
+        raise LLMError(f"could not connect to {route.base_url} within {timeout:g} s",
+                       kind=CONNECTION) from None
     except aiohttp.ClientPayloadError:
         raise LLMError("the connection dropped mid-response", kind=INCOMPLETE) from None
     except (aiohttp.ClientError, OSError) as exc:

@@ -13,7 +13,6 @@ is ready once `GET /v1/models` answers.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
