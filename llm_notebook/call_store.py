@@ -34,16 +34,25 @@ def _json(value: Any) -> str | None:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-def _record(row: dict) -> dict:
-    """A call row as stored: JSON for messages/options, 0/1 flags, a start time."""
-    record = {col: row.get(col) for col in CALL_COLUMNS}
-    record["messages"] = _json(record["messages"])
-    record["options"] = _json(record["options"])
-    record["unpriced"] = int(bool(record["unpriced"]))
-    record["cached"] = int(bool(record["cached"]))
-    record["attempts"] = int(record["attempts"] or 1)
-    if record["ts"] is None:
-        record["ts"] = time.time()
+_JSON_COLUMNS = frozenset({"messages", "options"})
+_FLAG_COLUMNS = frozenset({"unpriced", "cached"})
+
+
+def _record(row: dict) -> list:
+    """A call row as stored, its values in CALL_COLUMNS order: JSON for messages/options, 0/1
+    flags, at least one attempt, a start time."""
+    record = []
+    for col in CALL_COLUMNS:
+        value = row.get(col)
+        if col in _JSON_COLUMNS:
+            value = _json(value)
+        elif col in _FLAG_COLUMNS:
+            value = int(bool(value))
+        elif col == "attempts":
+            value = int(value or 1)
+        elif col == "ts" and value is None:
+            value = time.time()
+        record.append(value)
     return record
 
 
@@ -64,7 +73,8 @@ class CallStore:
         records = [_record(row) for row in rows]
         ids: list[int] = []
         if records:
-            self.db["calls"].insert_all(records, batch_size=100)
+            # sqlite-utils' list mode: the column names, then each row's values.
+            self.db["calls"].insert_all([CALL_COLUMNS, *records], batch_size=100)
             # One writer at a time (BEGIN IMMEDIATE): the rows got consecutive ids, up to the
             # last one inserted (triggers' own inserts do not change last_insert_rowid).
             last = db.execute("SELECT last_insert_rowid()").fetchone()[0]

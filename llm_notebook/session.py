@@ -264,13 +264,17 @@ class Session:
 
     async def acall(self, messages: list[dict], *, model: str | None = None,
                     options: dict | None = None, cache: bool | None = None, stream: bool = False,
-                    on_text=None, **where) -> Response:
+                    on_text=None, conversation_id: str | None = None,
+                    parent_id: int | None = None, state=None) -> Response:
         """Send a list of chat messages (the call pipeline behind every face: see
-        llm_notebook/call/single.py). `on_text` receives the text as it arrives."""
+        llm_notebook/call/single.py). `on_text` receives the text as it arrives; a call of a
+        conversation names it and the message it answers; `state` (call.single.CallState) is
+        filled in as the call runs."""
         from .call.single import call_once
 
         return await call_once(self, messages, model=model, options=options or {}, cache=cache,
-                               stream=stream, on_text=on_text, **where)
+                               stream=stream, on_text=on_text, conversation_id=conversation_id,
+                               parent_id=parent_id, state=state)
 
     def _options(self, options: dict) -> dict:
         return {k: v for k, v in options.items() if v is not None}

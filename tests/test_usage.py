@@ -311,7 +311,7 @@ def _legacy_log(path: str, rows: list[dict], upto: str) -> None:
         db.execute("INSERT INTO _migrations VALUES (?, 0)", (name,))
     db.executemany(f"INSERT INTO calls ({', '.join(CALL_COLUMNS)}) VALUES "
                    f"({', '.join('?' for _ in CALL_COLUMNS)})",
-                   [tuple(_record(r).values()) for r in rows])
+                   [tuple(_record(r)) for r in rows])
     db.execute("COMMIT")
     db.close()
 
