@@ -102,7 +102,7 @@ async def execute(call: Call, *, sink: Callable[[outcomes.Outcome], object],
             if budget is not None and hold is not None:
                 budget.release(hold)
                 hold = None
-            if negotiation is not None and negotiation.step_down(error):
+            if may_retry and negotiation is not None and negotiation.step_down(error):
                 continue                           # the server refused the format: next one
             shown = on_text is not None and bool(error.partial)
             wait = retry.next_delay(error) if may_retry and not shown and attempts else None
