@@ -1,21 +1,17 @@
 """llm-notebook: work with any LLM from a Jupyter notebook.
 
-Importing this package is cheap on purpose (≤ 0.3 s, no network, no threads): litellm, pandas,
-widgets and the embedded model load only when first used.
+Importing this package is cheap on purpose (≤ 0.3 s, no network, no threads) and changes
+nothing outside it: litellm, pandas, widgets and the embedded model load only when first used
+(litellm with its offline price map, see providers/litellm_route.py), and the `df.llm` accessor
+is registered when pandas loads (see _pandas_hook.py for why, with numbers).
 """
 
 from __future__ import annotations
 
-import os
-
-# litellm fetches its price map from the network at import unless told otherwise; we always want
-# the offline copy (the user may still override it by setting the variable themselves).
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-
-from .errors import LLMError  # noqa: E402
-from .session import Session, session  # noqa: E402
-from .response import Response  # noqa: E402
-from . import _pandas_hook  # noqa: E402
+from .errors import LLMError
+from .session import Session, session
+from .response import Response
+from . import _pandas_hook  # noqa: F401
 
 __version__ = "0.1.0"
 

@@ -7,9 +7,10 @@ prompt's size and `max_tokens` (or DEFAULT_OUTPUT_TOKENS): if spent + in flight 
 would pass a limit, the call is refused with BudgetExceeded; past WARN_AT of a limit, a
 BudgetWarning is shown once per limit (and per day for the day budget).
 
-Calls in flight hold their estimate until they are logged, so concurrent calls (gather,
-a comparison grid) cannot all slip under the same remaining budget. Models without a known
-price cannot be limited: they are let through, with one warning saying how to price them.
+Calls in flight hold their estimate until they are logged (`SessionBudget`, the executor's
+budget hook: llm_notebook/call/executor.py), so concurrent calls (gather, a comparison grid)
+cannot all slip under the same remaining budget. Models without a known price cannot be
+limited: they are let through, with one warning saying how to price them.
 
 Batch runs (llm_notebook.batch) use `headroom()` (USD left under the tightest limit) to stop
 before crossing, and `check_run()` to refuse a whole run whose estimate does not fit.
@@ -17,7 +18,6 @@ before crossing, and `check_run()` to refuse a whole run whose estimate does not
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 import warnings
@@ -53,9 +53,8 @@ class Estimate:
 class _Ledger:
     """Per-Session state: estimates of calls in flight, and which warnings were shown."""
     lock: threading.Lock = field(default_factory=threading.Lock)
-    held: dict = field(default_factory=dict)        # asyncio task -> USD reserved
+    held: dict = field(default_factory=dict)        # hold token -> USD reserved
     warned: set = field(default_factory=set)
-    listening: bool = False
 
     def in_flight(self) -> float:
         return sum(self.held.values())
@@ -86,13 +85,12 @@ def output_tokens(model: str, options: dict) -> int:
 
 
 def estimate(session, model: str, messages: list[dict], options: dict | None = None) -> Estimate:
-    """What a call would cost at most: its prompt's tokens (about 4 characters each) plus its
+    """What a call would cost at most: its prompt's tokens (tokens.estimate_prompt) plus its
     max_tokens of output, at the model's price."""
-    from .providers import estimate_tokens
+    from .tokens import estimate_prompt
 
     options = options or {}
-    text = "".join(str(m.get("content") or "") for m in messages)
-    tin = estimate_tokens(text)
+    tin = estimate_prompt(messages)
     tout = output_tokens(model, options)
     return Estimate(model, tin, tout, pricing.cost_of(model, tin, tout, session.config.prices))
 
@@ -138,24 +136,37 @@ def headroom(session) -> float | None:
 
 # -- checks ---------------------------------------------------------------------------------------
 
-def check(session, route, messages: list[dict], options: dict, *, extra: float = 0.0) -> None:
-    """Raise BudgetExceeded if this call (plus `extra` USD already committed elsewhere) could
-    cross a budget; otherwise hold its estimate until it is logged. Called by Session._acall
-    just before sending."""
-    limits = _limits(session)
-    if not limits:
-        return
-    est = estimate(session, route.model, messages, options)
-    if est.cost is None:
-        _warn_unpriced(session, route.model)
-        return
-    ledger = _ledger(session)
-    with ledger.lock:
-        committed = ledger.in_flight() + extra
-        _judge(session, ledger, limits, est.cost, committed, "this call", est.describe())
-        task = _current_task()
-        if task is not None:
-            _hold(session, ledger, task, est.cost)
+class SessionBudget:
+    """The session and day budgets as the executor's budget hook (llm_notebook/call): before
+    each attempt `take(call)` refuses it (BudgetExceeded) if it could cross a budget, counting
+    the estimates of the calls in flight, or holds its estimate; `release(hold)` drops the hold
+    once the call is logged (or the attempt failed)."""
+
+    def __init__(self, session):
+        self.session = session
+
+    def take(self, call) -> object | None:
+        session = self.session
+        limits = _limits(session)
+        if not limits:
+            return None
+        model = call.route.model
+        cost = call.price(call.est_in, call.est_out)
+        if cost is None:
+            _warn_unpriced(session, model)
+            return None
+        ledger = _ledger(session)
+        detail = Estimate(model, call.est_in, call.est_out, cost).describe()
+        with ledger.lock:
+            _judge(session, ledger, limits, cost, ledger.in_flight(), "this call", detail)
+            hold = object()
+            ledger.held[hold] = cost
+        return hold
+
+    def release(self, hold: object) -> None:
+        ledger = _ledger(self.session)
+        with ledger.lock:
+            ledger.held.pop(hold, None)
 
 
 def check_run(session, cost: float | None, *, what: str = "this batch run",
@@ -214,31 +225,3 @@ def _warn_unpriced(session, model: str) -> None:
         f"llm-notebook: {model} has no known price, so the budget cannot limit it; set one with "
         f"llm_notebook.session().config.prices = {{{model!r}: {{'input': <USD per 1M tokens>, "
         f"'output': <USD per 1M tokens>}}}}", BudgetWarning, stacklevel=4)
-
-
-# -- estimates held while a call is in flight ---------------------------------------------------
-
-def _current_task():
-    try:
-        return asyncio.current_task()
-    except RuntimeError:
-        return None
-
-
-def _hold(session, ledger: _Ledger, task, cost: float) -> None:
-    # A task runs its calls one after another, so a new check from the same task means its
-    # previous call has finished; the hold is released when the call is logged (the Session's
-    # on_call listeners run in the calling task) or, failing that, when the task ends.
-    if task not in ledger.held:
-        task.add_done_callback(lambda t, ledger=ledger: _release(ledger, t))
-    ledger.held[task] = cost
-    if not ledger.listening:
-        ledger.listening = True
-        session.on_call(lambda _row, ledger=ledger: _release(ledger, _current_task()))
-
-
-def _release(ledger: _Ledger, task) -> None:
-    if task is None:
-        return
-    with ledger.lock:
-        ledger.held.pop(task, None)

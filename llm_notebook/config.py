@@ -34,8 +34,9 @@ class LLMNotebook(Configurable):
 
     timeout = Float(
         60.0,
-        help="Seconds one attempt may take before it is abandoned (connect + whole response; "
-        "for streams, the gap between chunks).",
+        help="Seconds to wait for the next piece of an answer, for every provider: the first "
+        "chunk, then the gap between chunks (for an answer that comes in one piece, all of it). "
+        "An answer that stops after some text is logged as incomplete with that text.",
     ).tag(config=True)
 
     max_retries = Int(

@@ -83,17 +83,9 @@ class Conversation:
         if call is None:
             raise KeyError(f"no message {message_id} in the log")
         if call["parent_id"] is None:
-            conv_ids = [call["conversation_id"]] + self._related_conversations(call["conversation_id"])
+            conv_ids = [call["conversation_id"]] + self.session.log.root_siblings(call["conversation_id"])
             return self.session.log.children(None, conv_ids)
         return self.session.log.children(call["parent_id"])
-
-    def _related_conversations(self, conv_id: str) -> list[str]:
-        rows = self.session.log.read(
-            "SELECT id FROM conversations WHERE forked_from IS NULL AND id != ? AND id IN "
-            "(SELECT conversation_id FROM calls WHERE parent_id IS NULL AND prompt = "
-            "(SELECT prompt FROM calls WHERE conversation_id = ? AND parent_id IS NULL LIMIT 1))",
-            (conv_id, conv_id))
-        return [r["id"] for r in rows]
 
     # -- writing ----------------------------------------------------------------------------------
 
@@ -110,14 +102,14 @@ class Conversation:
 
     async def aask(self, prompt: str, *, model: str | None = None, system: str | None = None,
                    cache: bool | None = None, **options) -> Response:
-        messages = self.session._messages(prompt, system or self.system, self._history())
-        from .session import CallState
+        from .call.single import CallState
 
+        messages = self.session._messages(prompt, system or self.system, self._history())
         state = CallState()
         try:
-            return await self.session._acall(messages, cache=cache, stream=False,
-                                             conversation_id=self.id, parent_id=self.head_id,
-                                             state=state, **self._kwargs(model, options))
+            return await self.session.acall(messages, cache=cache, conversation_id=self.id,
+                                            parent_id=self.head_id, state=state,
+                                            **self._kwargs(model, options))
         finally:
             self._advance(state.response)
 
@@ -143,32 +135,18 @@ class Conversation:
 
     async def astream(self, prompt: str, *, model: str | None = None, system: str | None = None,
                       cache: bool | None = None, **options):
-        from .session import CallState, _check_prompt
-        import asyncio
+        from .call.single import CallState
+        from .session import _check_prompt, stream_texts
 
         _check_prompt(prompt)
         messages = self.session._messages(prompt, system or self.system, self._history())
         state = CallState()
-        q: asyncio.Queue = asyncio.Queue()
-        done = object()
-        task = asyncio.ensure_future(self.session._acall(
-            messages, cache=cache, stream=True, on_delta=q.put_nowait, conversation_id=self.id,
-            parent_id=self.head_id, state=state, **self._kwargs(model, options)))
-        task.add_done_callback(lambda _t: q.put_nowait(done))
         try:
-            while True:
-                item = await q.get()
-                if item is done:
-                    break
-                yield item
-            task.result()
+            async for text in stream_texts(lambda on_text: self.session.acall(
+                    messages, cache=cache, stream=True, on_text=on_text, conversation_id=self.id,
+                    parent_id=self.head_id, state=state, **self._kwargs(model, options))):
+                yield text
         finally:
-            if not task.done():
-                task.cancel()
-                try:
-                    await task
-                except BaseException:
-                    pass
             self._advance(state.response)
 
     def fork(self, message_id: int | None, *, name: str | None = None) -> "Conversation":

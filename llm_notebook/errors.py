@@ -38,6 +38,7 @@ class LLMError(UserError):
         self.status = status
         self.retry_after = retry_after
         self.partial = partial
+        self.at_deadline = False           # an attempt cut at the call's deadline
 
     @property
     def retryable(self) -> bool:

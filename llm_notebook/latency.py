@@ -1,99 +1,91 @@
-"""Latency histograms as small blobs, so a usage rollup row carries its whole distribution.
+"""Latency histograms: buckets kept in plain SQL, read straight into numpy.
 
-A histogram is a little-endian uint32 count per bucket of `migrations.bucket_of` (quarter powers
-of two, about 19% wide), trailing empty buckets left off. One blob per rollup row (instead of
-one row per bucket) keeps a usage query to one pass over the rollup: a million calls make a
-few thousand rollup rows, whose histograms numpy adds up in a few milliseconds.
-
-`add`, `Aggregate` and `Sum` are SQL functions (see `migrations.install_functions`): the rollup
-triggers call `llmnb_hist_add(hist, ms)` on every logged call, and usage queries add up the
-rollup rows of each group with `llmnb_hist_sum(hist)`.
+A bucket holds the latencies in [2**((b-1)/4), 2**(b/4)) ms, quarter powers of two (about 19%
+wide); bucket 0 those below 1 ms, bucket 120 everything from 2**29.75 ms up. The log keeps
+these bounds in its table `latency_buckets`, and every usage rollup row carries its histograms
+as JSON objects `{"<bucket>": <calls>}` (columns `duration_buckets`, `ttft_buckets`), kept up to
+date by the rollup trigger in plain SQL (`bucket_sql` is how SQL finds a latency's bucket), so
+any tool that inserts a call keeps them right. Reading, a query's histogram texts are parsed
+with numpy in one pass (`matrix`), added up per group, and turned into percentiles.
 """
 
 from __future__ import annotations
 
-import struct
+import bisect
 
-from .migrations import bucket_mid_ms, bucket_of
-
-BUCKETS = 121                      # bucket_of() returns 0..120
-_COUNT = struct.Struct("<I")
-WIDTH = _COUNT.size
+BUCKETS = 121
+# The low bound of each bucket (what the log's latency_buckets table holds).
+LOW_MS = [0.0] + [2 ** ((b - 1) / 4) for b in range(1, BUCKETS)]
 
 
-def add(blob: bytes | None, ms: float | None) -> bytes | None:
-    """`blob` with one more latency of `ms` counted (unchanged when ms is None).
-
-    Runs inside the rollup trigger for every logged call, so it avoids anything but slicing.
-    """
-    if ms is None:
-        return blob
-    offset = bucket_of(ms) * WIDTH
-    if blob is None or len(blob) <= offset:
-        blob = (blob or b"").ljust(offset + WIDTH, b"\0")
-    return blob[:offset] + _COUNT.pack(_COUNT.unpack_from(blob, offset)[0] + 1) + blob[offset + WIDTH:]
+def bucket_of(ms: float | None) -> int:
+    """The bucket of a latency (0 for None, negative or below 1 ms): the same rule as the SQL."""
+    if ms is None or ms < 1:
+        return 0
+    return bisect.bisect_right(LOW_MS, ms) - 1
 
 
-def as_int(blob: bytes | None) -> int:
-    """A histogram as one integer with a 32-bit lane per bucket: adding two such integers adds
-    the histograms bucket by bucket (no lane comes near 2**32, so no carry crosses lanes), which
-    Python does in C, far faster than unpacking counts."""
-    return int.from_bytes(blob, "little") if blob else 0
+def bucket_bounds_ms(bucket: int) -> tuple[float, float]:
+    """The latencies a bucket holds: [low, high) in ms."""
+    if bucket <= 0:
+        return 0.0, 1.0
+    return 2 ** ((bucket - 1) / 4), 2 ** (bucket / 4)
 
 
-def from_int(value: int) -> bytes | None:
-    """The blob of an as_int() value (trailing empty buckets left off)."""
-    if not value:
-        return None
-    lanes = -(-value.bit_length() // (8 * WIDTH))
-    return value.to_bytes(lanes * WIDTH, "little")
+def bucket_mid_ms(bucket: int) -> float:
+    """A representative latency of a bucket (its geometric middle)."""
+    if bucket <= 0:
+        return 0.5
+    return 2 ** ((bucket - 0.5) / 4)
 
 
-def install(db) -> None:
-    """Register the SQL functions of the rollup triggers (`migrations.install_functions`)."""
-    db.create_function("llmnb_hist_add", 2, add, deterministic=True)
-    db.create_aggregate("llmnb_hist_agg", 1, Aggregate)
-    db.create_aggregate("llmnb_hist_sum", 1, Sum)
+def bucket_table_rows() -> list[dict]:
+    """The rows of the log's `latency_buckets` table."""
+    return [{"bucket": b, "low_ms": LOW_MS[b], "high_ms": bucket_bounds_ms(b)[1]}
+            for b in range(BUCKETS)]
 
 
-def encode(counts) -> bytes | None:
-    """Blob of a sequence of per-bucket counts (None when all are zero)."""
-    counts = [int(c) for c in counts]
-    while counts and counts[-1] == 0:
-        counts.pop()
-    if not counts:
-        return None
-    return struct.pack(f"<{len(counts)}I", *counts)
+def bucket_sql(ms_sql: str) -> str:
+    """SQL for the bucket of the latency `ms_sql` (an SQL expression): an index lookup in
+    `latency_buckets`, with no function of ours, so any SQLite can run it."""
+    return (f"(SELECT bucket FROM latency_buckets WHERE low_ms <= max({ms_sql}, 0) "
+            f"ORDER BY low_ms DESC LIMIT 1)")
 
 
-def decode(blob: bytes | None) -> list[int]:
-    """Per-bucket counts of a blob, BUCKETS long."""
-    counts = list(struct.unpack(f"<{len(blob) // WIDTH}I", blob)) if blob else []
-    return counts + [0] * (BUCKETS - len(counts))
+def histogram_update_sql(column: str, ms_sql: str) -> str:
+    """SQL for `column` (a JSON histogram) with one more latency of `ms_sql` counted."""
+    return (f"(SELECT json_set(COALESCE({column}, '{{}}'), path, "
+            f"COALESCE(json_extract({column}, path), 0) + 1) "
+            f"FROM (SELECT '$.\"' || bucket || '\"' AS path FROM latency_buckets "
+            f"WHERE low_ms <= max({ms_sql}, 0) ORDER BY low_ms DESC LIMIT 1))")
 
 
-class Aggregate:
-    """SQL aggregate `llmnb_hist_agg(ms)`: the histogram of a column (rebuilding rollups)."""
+def to_json(counts) -> str | None:
+    """The JSON histogram of per-bucket counts (None when all are zero)."""
+    import json
 
-    def __init__(self):
-        self.counts = [0] * BUCKETS
-
-    def step(self, ms):
-        if ms is not None:
-            self.counts[bucket_of(ms)] += 1
-
-    def finalize(self):
-        return encode(self.counts)
+    kept = {str(b): int(n) for b, n in enumerate(counts) if n}
+    return json.dumps(kept, separators=(",", ":")) if kept else None
 
 
-def matrix(blobs):
-    """A (len(blobs), width) uint32 numpy array of the histograms, `width` being the longest
-    blob's bucket count (trailing empty buckets cost nothing)."""
+def matrix(texts: list, groups: list[int], n_groups: int):
+    """Per-group sums of JSON histograms: a (n_groups, buckets) int64 numpy array.
+
+    `texts[i]` (a JSON histogram or None) belongs to group `groups[i]`. All texts are parsed
+    as one comma-separated list of numbers, so the cost is numpy's, not a Python loop's."""
     import numpy as np
 
-    size = max((len(b) for b in blobs if b), default=WIDTH)
-    joined = b"".join((b or b"").ljust(size, b"\0") for b in blobs)
-    return np.frombuffer(joined, dtype="<u4").reshape(len(blobs), size // WIDTH)
+    kept = [(g, t) for g, t in zip(groups, texts) if t and len(t) > 2]
+    if not kept:
+        return np.zeros((n_groups, 1), dtype=np.int64)
+    pairs = np.array([t.count(":") for _, t in kept], dtype=np.int64)
+    flat = ",".join(t[1:-1] for _, t in kept).replace('"', "").replace(":", ",")
+    numbers = np.fromstring(flat, dtype=np.int64, sep=",")
+    buckets, counts = numbers[0::2], numbers[1::2]
+    rows = np.repeat(np.array([g for g, _ in kept], dtype=np.int64), pairs)
+    out = np.zeros((n_groups, int(buckets.max()) + 1), dtype=np.int64)
+    np.add.at(out, (rows, buckets), counts)
+    return out
 
 
 def percentiles(hist, *qs: float) -> list:
@@ -112,24 +104,3 @@ def percentiles(hist, *qs: float) -> list:
         bucket = np.argmax(cum >= (q * total)[:, None], axis=1)
         out.append(np.where(total > 0, mids[bucket], np.nan))
     return out
-
-
-def bucket_bounds_ms(bucket: int) -> tuple[float, float]:
-    """The latencies a bucket holds: [low, high) in ms."""
-    if bucket <= 0:
-        return 0.0, 1.0
-    return 2 ** ((bucket - 1) / 4), 2 ** (bucket / 4)
-
-
-class Sum:
-    """SQL aggregate `llmnb_hist_sum(hist)`: the sum of histogram blobs (GROUP BY over rollups)."""
-
-    def __init__(self):
-        self.total = 0
-
-    def step(self, blob):
-        if blob:
-            self.total += int.from_bytes(blob, "little")
-
-    def finalize(self):
-        return from_int(self.total)

@@ -6,7 +6,6 @@ database inside the caller's `BEGIN IMMEDIATE` transaction and is recorded in `_
 
 from __future__ import annotations
 
-import math
 import sqlite3
 import time
 from typing import Callable
@@ -111,7 +110,7 @@ def m003_usage_rollup(db: sqlite3.Connection) -> None:
     # Usage queries must answer in ≤ 0.1 s over a million calls, so a trigger keeps hourly totals
     # per (model, notebook) and latency histograms up to date on every insert, in the same
     # transaction: every writer (any kernel, any process) keeps them right without extra code.
-    # Latency histograms use the buckets of bucket_of() below.
+    # Latency histograms use the buckets of llm_notebook.latency.bucket_of().
     run_script(db, 
         """
         CREATE TABLE usage_hourly (
@@ -190,40 +189,27 @@ def run_script(db: sqlite3.Connection, sql: str) -> None:
         db.execute(buffer)
 
 
-def bucket_of(ms: float | None) -> int:
-    """Histogram bucket of a latency: quarter powers of two (about 19% wide), 0 below 1 ms."""
-    if ms is None or ms < 1:
-        return 0
-    return min(120, int(4 * math.log2(ms)) + 1)
-
-
-def bucket_mid_ms(bucket: int) -> float:
-    """A representative latency of a bucket (its geometric middle)."""
-    if bucket <= 0:
-        return 0.5
-    return 2 ** ((bucket - 0.5) / 4)
-
-
-def install_functions(db: sqlite3.Connection) -> None:
-    """SQL functions the schema's triggers use; must exist on every connection that writes."""
-    db.create_function("llmnb_bucket", 1, bucket_of, deterministic=True)
-    from . import latency  # the histogram blobs of the usage rollups (m040)
-
-    latency.install(db)
-
-
 def apply(db: sqlite3.Connection) -> list[str]:
-    """Apply pending migrations; returns the names applied. Caller holds BEGIN IMMEDIATE."""
+    """Apply pending migrations; returns the names applied. Caller holds BEGIN IMMEDIATE, so
+    an upgrade is all or nothing, and other kernels opening the log wait for it."""
+    from . import legacy_histograms
+
     db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied REAL)")
     done = {row[0] for row in db.execute("SELECT name FROM _migrations")}
-    applied = []
-    for name, fn in MIGRATIONS:
-        if name in done:
-            continue
-        fn(db)
-        db.execute("INSERT INTO _migrations (name, applied) VALUES (?, ?)", (name, time.time()))
-        applied.append(name)
-    return applied
+    pending = [(name, fn) for name, fn in MIGRATIONS if name not in done]
+    # The shipped migrations of the blob-histogram days call their SQL functions: present only
+    # while they run (legacy_histograms.py), never on a connection that logs calls.
+    legacy = any(name in legacy_histograms.USERS for name, _ in pending)
+    if legacy:
+        legacy_histograms.install(db)
+    try:
+        for name, fn in pending:
+            fn(db)
+            db.execute("INSERT INTO _migrations (name, applied) VALUES (?, ?)", (name, time.time()))
+    finally:
+        if legacy:
+            legacy_histograms.remove(db)
+    return [name for name, _ in pending]
 
 
 @migration
@@ -615,3 +601,131 @@ def m043_usage_group_totals(db: sqlite3.Connection) -> None:
         "SELECT kind, key, sum(calls), sum(input_tokens), sum(output_tokens), sum(cost), "
         "sum(unpriced), sum(errors), sum(cached), sum(duration_ms), llmnb_hist_sum(duration_hist), "
         "llmnb_hist_sum(ttft_hist) FROM usage_groups GROUP BY kind, key")
+
+
+# The usage rollup tables, with the columns (besides the sums) that key each row.
+ROLLUPS = {
+    "usage_hourly": ("hour", "model", "notebook"),
+    "usage_daily": ("day", "model", "notebook"),
+    "usage_model_daily": ("model", "day"),
+    "usage_notebook_daily": ("notebook", "day"),
+    "usage_hour_totals": ("hour",),
+    "usage_groups": ("kind", "key", "hour", "model", "notebook"),
+    "usage_group_totals": ("kind", "key"),
+}
+
+
+@migration
+def m050_plain_sql_usage_rollups(db: sqlite3.Connection) -> None:
+    # A log any tool can read and write. Until now the rollup triggers called Python functions
+    # registered on our own connection (llmnb_hist_add): a call inserted by the sqlite3 command
+    # line, sqlite-utils or Datasette failed with "no such function". Now:
+    # - `latency_buckets` holds the histogram buckets' bounds (llm_notebook/latency.py);
+    # - each rollup row's histograms are JSON objects {"<bucket>": <calls>} in the new columns
+    #   duration_buckets / ttft_buckets (converted from the old blobs, which are dropped);
+    # - one trigger keeps every rollup in plain SQL (json_set, a bucket looked up in SQL).
+    from sqlite_utils import Database
+
+    from . import latency, legacy_histograms
+
+    database = Database(db, recursive_triggers=False, execute_plugins=False)
+    buckets = database["latency_buckets"]
+    buckets.create({"bucket": int, "low_ms": float, "high_ms": float}, pk="bucket",
+                   not_null={"low_ms", "high_ms"})
+    buckets.create_index(["low_ms"], unique=True)
+    buckets.insert_all(latency.bucket_table_rows())
+
+    run_script(db, """
+        DROP TRIGGER IF EXISTS calls_usage_rollups;
+        DROP TRIGGER IF EXISTS calls_usage_group_totals;
+        """)
+    for table, keys in ROLLUPS.items():
+        rollup = database[table]
+        rollup.add_column("duration_buckets", str)
+        rollup.add_column("ttft_buckets", str)
+        match = " AND ".join(f"{k} = ?" for k in keys)
+        old = db.execute(f"SELECT {', '.join(keys)}, duration_hist, ttft_hist FROM {table} "
+                         "WHERE duration_hist IS NOT NULL OR ttft_hist IS NOT NULL").fetchall()
+        db.executemany(
+            f"UPDATE {table} SET duration_buckets = ?, ttft_buckets = ? WHERE {match}",
+            [(legacy_histograms.blob_to_json(r[-2]), legacy_histograms.blob_to_json(r[-1]),
+              *r[:-2]) for r in old])
+        db.execute(f"ALTER TABLE {table} DROP COLUMN duration_hist")
+        db.execute(f"ALTER TABLE {table} DROP COLUMN ttft_hist")
+    run_script(db, rollup_trigger_sql("calls_usage_rollups"))
+
+
+def rollup_trigger_sql(name: str) -> str:
+    """The trigger that adds each new call to every usage rollup, in plain SQL."""
+    hour = "CAST(new.ts / 3600 AS INTEGER)"
+    day = "CAST(new.ts / 86400 AS INTEGER)"
+    notebook = "COALESCE(new.notebook, '')"
+    hourly = {"hour": hour, "model": "new.model", "notebook": notebook}
+    conversation = "new.conversation_id IS NOT NULL"
+    job = "new.job_id IS NOT NULL"
+    return (
+        f"CREATE TRIGGER {name} AFTER INSERT ON calls BEGIN"
+        + _add_call_to("usage_hourly", hourly)
+        + _add_call_to("usage_daily", {"day": day, "model": "new.model", "notebook": notebook})
+        + _add_call_to("usage_model_daily", {"model": "new.model", "day": day})
+        + _add_call_to("usage_notebook_daily", {"notebook": notebook, "day": day})
+        + _add_call_to("usage_hour_totals", {"hour": hour})
+        + _add_call_to("usage_groups", {"kind": "'conversation'", "key": "new.conversation_id",
+                                        **hourly}, conversation)
+        + _add_call_to("usage_groups", {"kind": "'job'", "key": "new.job_id", **hourly}, job)
+        + _add_call_to("usage_group_totals", {"kind": "'conversation'",
+                                              "key": "new.conversation_id"}, conversation)
+        + _add_call_to("usage_group_totals", {"kind": "'job'", "key": "new.job_id"}, job)
+        + "\nEND;")
+
+
+# What each rollup row adds up, per call (the columns of rollup.TOTALS).
+_ADDED_PER_CALL = {
+    "calls": "1",
+    "input_tokens": "COALESCE(new.input_tokens, 0)",
+    "output_tokens": "COALESCE(new.output_tokens, 0)",
+    "cost": "COALESCE(new.cost, 0)",
+    "unpriced": "new.unpriced",
+    "errors": "(new.status != 'ok')",
+    "cached": "new.cached",
+    "duration_ms": "COALESCE(new.duration_ms, 0)",
+}
+
+
+def _add_call_to(table: str, keys: dict[str, str], only_if: str = "1") -> str:
+    """Create the rollup row if missing, then add the call to its sums and histograms. Cache
+    hits stay out of the histograms (their ~0 ms would hide real latencies)."""
+    from .latency import histogram_update_sql
+
+    columns, values = ", ".join(keys), ", ".join(keys.values())
+    match = " AND ".join(f"{k} = {v}" for k, v in keys.items())
+    sums = ",\n            ".join(f"{c} = {c} + {v}" for c, v in _ADDED_PER_CALL.items())
+    histograms = ",\n            ".join(
+        f"{hist} = CASE WHEN new.cached OR {ms} IS NULL THEN {hist} "
+        f"ELSE {histogram_update_sql(hist, ms)} END"
+        for hist, ms in (("duration_buckets", "new.duration_ms"), ("ttft_buckets", "new.ttft_ms")))
+    return f"""
+        INSERT OR IGNORE INTO {table} ({columns}) SELECT {values} WHERE {only_if};
+        UPDATE {table} SET
+            {sums},
+            {histograms}
+        WHERE {match} AND {only_if};"""
+
+
+@migration
+def m051_calls_fts_as_sqlite_utils_sets_it_up(db: sqlite3.Connection) -> None:
+    # The full-text index of m002 said content='calls' (single quotes): sqlite-utils and
+    # Datasette look for content=[calls] or content="calls" to find a table's index, so they
+    # offered no search over calls. sqlite-utils sets the index up the way they expect (its
+    # triggers calls_ai/_ad/_au keep it current) and fills it from the calls already logged.
+    from sqlite_utils import Database
+
+    run_script(db, """
+        DROP TRIGGER IF EXISTS calls_fts_insert;
+        DROP TRIGGER IF EXISTS calls_fts_delete;
+        DROP TRIGGER IF EXISTS calls_fts_update;
+        DROP TABLE IF EXISTS calls_fts;
+        """)
+    database = Database(db, recursive_triggers=False, execute_plugins=False)
+    database["calls"].enable_fts(["prompt", "response"], fts_version="FTS5",
+                                 create_triggers=True)

@@ -19,6 +19,7 @@ import math
 import os
 import re
 import warnings
+from typing import Callable
 
 # Providers that bill the higher rate once the prompt *reaches* the threshold (litellm: xai).
 _INCLUSIVE_THRESHOLD = frozenset({"xai"})
@@ -94,33 +95,43 @@ def _threshold(value: str, k: str) -> float:
     return float(value) * (1000 if k else 1)
 
 
-def _litellm_rates(info: dict, prompt_tokens: int) -> tuple[float, float] | None:
+def _litellm_rates(info: dict) -> Callable[[int], tuple[float, float] | None]:
+    """The rates of one price map entry as a function of the prompt's size (the thresholds and
+    tiers are read once, so pricing a batch row is a few comparisons)."""
     cin, cout = info.get("input_cost_per_token"), info.get("output_cost_per_token")
     tiers = info.get("tiered_pricing")
-    if isinstance(tiers, list) and tiers and prompt_tokens > 0:
-        tier = _tier_for(tiers, prompt_tokens)
-        if tier is not None and "input_cost_per_token" in tier:
-            rout = tier.get("output_cost_per_token", cout)
-            return float(tier["input_cost_per_token"]), float(rout or 0)
-    if cin is None and cout is None:
-        return None
-    rin, rout = float(cin or 0), float(cout or 0)
+    ranged = _ranged_tiers(tiers) if isinstance(tiers, list) and tiers else []
+    flat = None if cin is None and cout is None else (float(cin or 0), float(cout or 0))
     inclusive = info.get("litellm_provider") in _INCLUSIVE_THRESHOLD
-    above = sorted((_threshold(*m.groups()), m.group(0)[len("input_cost_per_token"):])
-                   for key in info if (m := _ABOVE.match(key)) and info[key] is not None)
-    for threshold, suffix in above:  # the highest threshold the prompt is over wins
-        if prompt_tokens > threshold or (inclusive and prompt_tokens == threshold):
-            rin = float(info[f"input_cost_per_token{suffix}"])
-            rout = float(info.get(f"output_cost_per_token{suffix}", rout) or 0)
-    return rin, rout
+    # The highest threshold the prompt is over wins, so they are tried highest first.
+    above = sorted(((_threshold(*m.groups()), float(info[key]),
+                     info.get(f"output_cost_per_token{key[len('input_cost_per_token'):]}"))
+                    for key in info if (m := _ABOVE.match(key)) and info[key] is not None),
+                   reverse=True)
+
+    def rates_for(prompt_tokens: int) -> tuple[float, float] | None:
+        if ranged and prompt_tokens > 0:
+            tier = _tier_for(ranged, prompt_tokens)
+            if "input_cost_per_token" in tier:
+                rout = tier.get("output_cost_per_token", cout)
+                return float(tier["input_cost_per_token"]), float(rout or 0)
+        if flat is None:
+            return None
+        for threshold, rin, rout in above:
+            if prompt_tokens > threshold or (inclusive and prompt_tokens == threshold):
+                return rin, float(flat[1] if rout is None else rout or 0)
+        return flat
+
+    return rates_for
 
 
-def _tier_for(tiers: list, prompt_tokens: int) -> dict | None:
+def _ranged_tiers(tiers: list) -> list[dict]:
+    return sorted((t for t in tiers if isinstance(t, dict) and _range(t) is not None),
+                  key=lambda t: _range(t)[0])
+
+
+def _tier_for(ranged: list[dict], prompt_tokens: int) -> dict:
     """litellm's rule: the tier with start < prompt_tokens <= end, else the last (highest) one."""
-    ranged = sorted((t for t in tiers if isinstance(t, dict) and _range(t) is not None),
-                    key=lambda t: _range(t)[0])
-    if not ranged:
-        return None
     for tier in ranged:
         start, end = _range(tier)
         if start < prompt_tokens <= end:
@@ -138,29 +149,49 @@ def _range(tier: dict) -> tuple[float, float] | None:
     return None
 
 
+def _unpriced(_prompt_tokens: int) -> None:
+    return None
+
+
+def _rates_function(model: str, prices: dict) -> Callable[[int], tuple[float, float] | None]:
+    if model.startswith("local/"):
+        return lambda _prompt_tokens: (0.0, 0.0)
+    if _configured(model, prices) is not None:
+        configured = _configured_rates(model, prices)
+        return lambda _prompt_tokens: configured
+    info = model_info(model)
+    return _litellm_rates(info) if info else _unpriced
+
+
+def pricer(model: str, prices: dict | None = None) -> Callable[[int | None, int | None], float | None]:
+    """The price of a call of `model` as a function of its real token counts:
+    `pricer(model)(input_tokens, output_tokens)` is USD, or None when the price is unknown.
+
+    Every call and batch row is priced through this (a batch makes it once per run), so the
+    same request costs the same whichever way it was sent; tiered prices depend on the
+    call's own prompt size."""
+    rates_for = _rates_function(model, prices or {})
+
+    def price(input_tokens: int | None, output_tokens: int | None) -> float | None:
+        tin, tout = int(input_tokens or 0), int(output_tokens or 0)
+        found = rates_for(tin)
+        if found is None:
+            return None
+        return tin * found[0] + tout * found[1]
+
+    return price
+
+
 def rates(model: str, prompt_tokens: int = 0, prices: dict | None = None) -> tuple[float, float] | None:
     """(USD per input token, USD per output token) for a call of `model` with that many prompt
     tokens (tiered prices depend on it), or None when the price is unknown."""
-    if model.startswith("local/"):
-        return 0.0, 0.0
-    configured = _configured_rates(model, prices or {})
-    if configured is not None or _configured(model, prices or {}) is not None:
-        return configured
-    info = model_info(model)
-    if not info:
-        return None
-    return _litellm_rates(info, prompt_tokens)
+    return _rates_function(model, prices or {})(prompt_tokens)
 
 
 def cost_of(model: str, input_tokens: int | None, output_tokens: int | None,
             prices: dict | None = None) -> float | None:
     """USD cost of a call, or None when the model's price is unknown."""
-    tin, tout = int(input_tokens or 0), int(output_tokens or 0)
-    found = rates(model, tin, prices)
-    if found is None:
-        return None
-    rin, rout = found
-    return tin * rin + tout * rout
+    return pricer(model, prices)(input_tokens, output_tokens)
 
 
 def is_priced(model: str, prices: dict | None = None) -> bool:

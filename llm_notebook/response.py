@@ -1,4 +1,4 @@
-"""The result of one call."""
+"""The result of one call, as a caller holds it: made from the call's log row (`from_row`)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,17 @@ class Response:
     conversation_id: str | None = None
     error: str | None = None
     extra: dict = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_row(cls, row: dict) -> "Response":
+        """The Response of a logged call (a `calls` row, or the row a call was logged as)."""
+        return cls(
+            text=row.get("response") or "", model=row.get("model") or "",
+            input_tokens=row.get("input_tokens"), output_tokens=row.get("output_tokens"),
+            cost=row.get("cost"), unpriced=bool(row.get("unpriced")),
+            duration_ms=row.get("duration_ms"), ttft_ms=row.get("ttft_ms"),
+            cached=bool(row.get("cached")), id=row.get("id"), status=row.get("status") or "ok",
+            conversation_id=row.get("conversation_id"), error=row.get("error"))
 
     def __str__(self) -> str:
         return self.text

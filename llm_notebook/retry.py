@@ -40,18 +40,22 @@ class RetryState:
         """Timeout of the next attempt: the per-attempt timeout, cut to the deadline."""
         left = self.remaining()
         if left <= 0:
-            last = self.last_error
-            if last is not None:
-                # The deadline ran out while waiting to retry: the call failed because of its
-                # last error (a 500, a 429...), and that is the kind to log, not a timeout.
-                raise LLMError(f"{last.message} (gave up after {self.attempts} attempt(s): the "
-                               f"{self.policy.deadline:g} s deadline passed; raise "
-                               "LLMNotebook.deadline to wait longer)",
-                               kind=last.kind, status=last.status, partial=last.partial)
-            raise LLMError(f"call gave up after its {self.policy.deadline:g} s deadline "
-                           f"({self.attempts} attempt(s)); raise LLMNotebook.deadline to wait longer",
-                           kind=TIMEOUT)
+            raise self.gave_up()
         return min(self.policy.timeout, left)
+
+    def gave_up(self) -> LLMError:
+        """The error of a call whose deadline passed after `attempts` attempts."""
+        last = self.last_error
+        if last is not None:
+            # The deadline ran out while retrying: the call failed because of its last error
+            # (a 500, a 429...), and that is the kind to log, not a timeout.
+            return LLMError(f"{last.message} (gave up after {self.attempts} attempt(s): the "
+                            f"{self.policy.deadline:g} s deadline passed; raise "
+                            "LLMNotebook.deadline to wait longer)",
+                            kind=last.kind, status=last.status, partial=last.partial)
+        return LLMError(f"call gave up after its {self.policy.deadline:g} s deadline "
+                        f"({self.attempts} attempt(s)); raise LLMNotebook.deadline to wait longer",
+                        kind=TIMEOUT)
 
     def next_delay(self, error: LLMError) -> float | None:
         """Seconds to wait before retrying `error`, or None if it must not be retried.

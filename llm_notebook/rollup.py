@@ -24,7 +24,8 @@ class Rollup:
     """Groups of usage: `rows()` (one dict per group), `totals()`, `histogram()`."""
 
     def __init__(self, by: str, parts: list[tuple]):
-        """`parts`: tuples (group, *TOTALS, duration_hist, ttft_hist); a group may repeat."""
+        """`parts`: tuples (group, *TOTALS, duration histogram, ttft histogram), histograms as
+        the log's JSON (latency.py); a group may repeat."""
         import numpy as np
 
         self.by = by
@@ -38,8 +39,8 @@ class Rollup:
             np.add.at(self.sums, np.array(ids, dtype=np.int64), values)
         else:
             self.sums = np.zeros((0, n))
-        self.duration = _sum_by(ids, [p[n + 1] for p in parts], len(index))
-        self.ttft = _sum_by(ids, [p[n + 2] for p in parts], len(index))
+        self.duration = latency.matrix([p[n + 1] for p in parts], ids, len(index))
+        self.ttft = latency.matrix([p[n + 2] for p in parts], ids, len(index))
 
     def __len__(self) -> int:
         return len(self.groups)
@@ -107,17 +108,6 @@ class Rollup:
 def _totals(values) -> dict:
     return {name: (int(round(float(v))) if name in _INTEGER else float(v))
             for name, v in zip(TOTALS, values)}
-
-
-def _sum_by(ids: list[int], blobs: list, groups: int):
-    """Per-group sums of histogram blobs, as a (groups, buckets) array."""
-    if len(ids) == groups:  # each group has one part: nothing to add
-        return latency.matrix(blobs) if blobs else latency.matrix([None] * groups)
-    totals = [0] * groups
-    for g, blob in zip(ids, blobs):
-        if blob:
-            totals[g] += latency.as_int(blob)
-    return latency.matrix([latency.from_int(t) for t in totals])
 
 
 def _ms(value) -> float | None:

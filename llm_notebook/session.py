@@ -11,12 +11,14 @@ from typing import Any, AsyncIterator, Iterator
 # asyncio and the loop thread (runner) are imported by the calls that need them, so that
 # `%load_ext llm_notebook` in a plain IPython (which, from 9.x, no longer loads asyncio) stays lean.
 from . import keys, pricing, providers
-from .cache import cache_key
 from .config import LLMNotebook
-from .errors import INCOMPLETE, INTERRUPTED, TIMEOUT, LLMError, UnknownModelError
+from .errors import LLMError
 from .providers import Endpoint
 from .response import Response
 from .retry import RetryPolicy
+
+# The groups of models() in the order they are listed: what works right now comes first.
+MODEL_GROUPS = ("embedded", "endpoint", "alias", "provider (key present)", "provider")
 
 _SESSION: "Session | None" = None
 _SESSION_LOCK = threading.Lock()
@@ -62,14 +64,6 @@ def _config_from_ipython() -> LLMNotebook:
 
     install(shell)
     return config
-
-
-class CallState:
-    """Filled in by a call as it runs, so a caller that was interrupted can still see the result."""
-
-    def __init__(self):
-        self.partial: list[str] = []
-        self.response: Response | None = None
 
 
 class Session:
@@ -177,10 +171,7 @@ class Session:
                  "key_present": True, "available": local.available(), "context_window": 2048,
                  "input_per_1m": 0.0, "output_per_1m": 0.0}]
         for ep in self.endpoints.values():
-            rows.append({"model": f"{ep.name}/*", "provider": ep.name, "group": "endpoint",
-                         "key_present": ep.key() is not None or ep.api_key_env is None,
-                         "available": True, "context_window": None,
-                         "input_per_1m": None, "output_per_1m": None})
+            rows += self._endpoint_models(ep)
         for name, target in self.aliases.items():
             rows.append({"model": name, "provider": f"alias of {target}", "group": "alias",
                          "key_present": None, "available": True, "context_window": None,
@@ -200,9 +191,33 @@ class Session:
                          "input_per_1m": None if cin is None else cin * 1e6,
                          "output_per_1m": None if cout is None else cout * 1e6})
         frame = pd.DataFrame(rows).drop_duplicates("model")
-        order = {"embedded": 0, "endpoint": 1, "alias": 2, "provider (key present)": 3, "provider": 4}
-        frame["_order"] = frame["group"].map(order)
+        frame["_order"] = frame["group"].map({group: i for i, group in enumerate(MODEL_GROUPS)})
         return frame.sort_values(["_order", "model"]).drop(columns="_order").reset_index(drop=True)
+
+    def _endpoint_models(self, ep: Endpoint) -> list[dict]:
+        """An endpoint's models as its server lists them (GET /models); one `name/*` row,
+        marked unavailable, when it cannot be asked."""
+        from .providers import http
+
+        key = ep.key()
+        row = {"provider": ep.name, "group": "endpoint",
+               "key_present": key is not None or ep.api_key_env is None,
+               "context_window": None}
+        try:
+            listed = http.list_models(ep.base_url, key)
+        except LLMError:
+            listed = []
+        if not listed:
+            return [dict(row, model=f"{ep.name}/*", available=False, input_per_1m=None,
+                         output_per_1m=None)]
+        out = []
+        for name in listed:
+            model = f"{ep.name}/{name}"
+            rates = pricing.rates(model, 0, self.config.prices)
+            out.append(dict(row, model=model, available=True,
+                            input_per_1m=None if rates is None else rates[0] * 1e6,
+                            output_per_1m=None if rates is None else rates[1] * 1e6))
+        return out
 
     def check(self, model: str | None = None) -> dict:
         """Make a tiny real call; report latency or a clear error (never raises for call errors)."""
@@ -247,118 +262,27 @@ class Session:
         return RetryPolicy(max_retries=self.config.max_retries, deadline=self.config.deadline,
                            timeout=self.config.timeout)
 
-    async def _acall(self, messages: list[dict], *, model: str | None, options: dict,
-                     cache: bool | None, stream: bool, on_delta=None,
-                     conversation_id: str | None = None, parent_id: int | None = None,
-                     job_id: str | None = None, row_key: str | None = None,
-                     state: CallState | None = None, context: dict | None = None) -> Response:
-        """One call with our retry policy, logged whatever happens. The heart of every API."""
-        import asyncio
+    async def acall(self, messages: list[dict], *, model: str | None = None,
+                    options: dict | None = None, cache: bool | None = None, stream: bool = False,
+                    on_text=None, conversation_id: str | None = None,
+                    parent_id: int | None = None, state=None) -> Response:
+        """Send a list of chat messages (the call pipeline behind every face: see
+        llm_notebook/call/single.py). `on_text` receives the text as it arrives; a call of a
+        conversation names it and the message it answers; `state` (call.single.CallState) is
+        filled in as the call runs."""
+        from .call.single import call_once
 
-        from . import budget, context as ctx
-
-        state = state or CallState()
-        _ = self.log   # a log that cannot be opened fails the call before anything is sent
-        route = self.resolve(model, options)
-        use_cache = self.config.cache if cache is None else cache
-        key = cache_key(route.model, messages, options, route.base_url or route.endpoint) if use_cache else None
-        context = context if context is not None else {"notebook": ctx.notebook_path(), "cell_id": ctx.cell_id()}
-        system = next((m["content"] for m in messages if m.get("role") == "system"), None)
-        prompt = messages[-1].get("content") if messages else ""
-        row = {"ts": time.time(), "model": route.model, "provider": route.provider,
-               "endpoint": route.endpoint or route.base_url, "system": system,
-               "prompt": prompt if isinstance(prompt, str) else str(prompt),
-               "messages": messages, "options": _loggable(options), "cache_key": key,
-               "conversation_id": conversation_id, "parent_id": parent_id, "job_id": job_id,
-               "row_key": row_key, "kernel_session": self.kernel_session, **context}
-        started = time.perf_counter()
-
-        if key is not None:
-            hit = self.log.cache_get(key)
-            if hit is not None:
-                if on_delta is not None:
-                    on_delta(hit["response"])
-                row.update(response=hit["response"], input_tokens=hit["input_tokens"],
-                           output_tokens=hit["output_tokens"], cost=0.0, status="ok", cached=True,
-                           duration_ms=(time.perf_counter() - started) * 1000)
-                return self._finish(row, state)
-
-        budget.check(self, route, messages, options)
-        await providers.prepare(route)
-        retry = self.policy().start()
-        attempts = 0
-        try:
-            while True:
-                try:
-                    def delta(text: str) -> None:
-                        state.partial.append(text)
-                        if on_delta is not None:
-                            on_delta(text)
-                    # Before counting the attempt: with the deadline gone, none is made.
-                    timeout = retry.attempt_timeout()
-                    attempts += 1
-                    retry.attempts = attempts
-                    try:
-                        # The per-attempt timeout bounds each gap of a stream, not its length:
-                        # cut the attempt at the call's one deadline whatever the provider does.
-                        async with asyncio.timeout(retry.remaining()):
-                            result = await providers.run(route, messages, options, stream=stream,
-                                                         timeout=timeout, on_delta=delta)
-                    except TimeoutError:
-                        partial = "".join(state.partial)
-                        raise LLMError(
-                            f"call cut at its {retry.policy.deadline:g} s deadline; raise "
-                            f"LLMNotebook.deadline to wait longer",
-                            kind=INCOMPLETE if partial else TIMEOUT, partial=partial) from None
-                    break
-                except LLMError as exc:
-                    # Never retry once text has reached the user: a retry would repeat it.
-                    wait = None if state.partial else retry.next_delay(exc)
-                    if wait is None:
-                        partial = "".join(state.partial) or exc.partial
-                        row.update(status="incomplete" if partial else "error", error_kind=exc.kind,
-                                   error=exc.message, response=partial or None, attempts=attempts,
-                                   duration_ms=(time.perf_counter() - started) * 1000)
-                        self._finish(row, state, cache_it=False)
-                        exc.call_id = row.get("id")
-                        raise
-                    await asyncio.sleep(wait)
-        except asyncio.CancelledError:
-            row.update(status="interrupted", error_kind=INTERRUPTED, error="interrupted by the user",
-                       response="".join(state.partial) or None, attempts=attempts,
-                       duration_ms=(time.perf_counter() - started) * 1000)
-            self._finish(row, state, cache_it=False)
-            raise
-
-        cost = pricing.cost_of(route.model, result.input_tokens, result.output_tokens,
-                               self.config.prices)
-        row.update(response=result.text, input_tokens=result.input_tokens,
-                   output_tokens=result.output_tokens, cost=cost, unpriced=cost is None,
-                   ttft_ms=result.ttft_ms if stream else None, status="ok", attempts=attempts,
-                   duration_ms=(time.perf_counter() - started) * 1000)
-        return self._finish(row, state, cache_it=key is not None)
-
-    def _finish(self, row: dict, state: CallState, cache_it: bool = False) -> Response:
-        row["id"] = self.log.insert_call(row, cache_key=row["cache_key"] if cache_it else None)
-        if row.get("cost") and not row.get("cached"):
-            self.spent += row["cost"]
-        response = Response(
-            text=row.get("response") or "", model=row["model"], input_tokens=row.get("input_tokens"),
-            output_tokens=row.get("output_tokens"), cost=row.get("cost"),
-            unpriced=bool(row.get("unpriced")), duration_ms=row.get("duration_ms"),
-            ttft_ms=row.get("ttft_ms"), cached=bool(row.get("cached")), id=row["id"],
-            status=row["status"], conversation_id=row.get("conversation_id"), error=row.get("error"))
-        state.response = response
-        self._notify(row)
-        return response
+        return await call_once(self, messages, model=model, options=options or {}, cache=cache,
+                               stream=stream, on_text=on_text, conversation_id=conversation_id,
+                               parent_id=parent_id, state=state)
 
     def _options(self, options: dict) -> dict:
         return {k: v for k, v in options.items() if v is not None}
 
     async def aask(self, prompt: str, *, model: str | None = None, system: str | None = None,
                    cache: bool | None = None, **options) -> Response:
-        return await self._acall(self._messages(prompt, system), model=model,
-                                 options=self._options(options), cache=cache, stream=False)
+        return await self.acall(self._messages(prompt, system), model=model,
+                                options=self._options(options), cache=cache)
 
     def ask(self, prompt: str, *, model: str | None = None, system: str | None = None,
             cache: bool | None = None, **options) -> Response:
@@ -405,36 +329,28 @@ class Session:
 
     # -- batch runs (llm_notebook.batch; df.llm.map is built on these) -------------------------
 
-    def batch(self, prompts, *, model: str | None = None, system: str | None = None,
-              concurrency: int | None = None, rpm: float | None = None, tpm: float | None = None,
-              cache: bool = True, schema=None, on_error: str = "keep", budget: float | None = None,
-              progress=None, **options):
+    def batch(self, prompts, **settings):
         """Send many prompts (strings or message lists) concurrently, paced and resumable.
 
         Returns a BatchResult: a list of replies in input order (None where a row failed) with
-        `.info` (job id, counts) and `.errors()`. Same options as df.llm.map.
+        `.info` (job id, counts) and `.errors()`. Keywords are those of df.llm.map
+        (llm_notebook.batch.settings.BatchSettings; any other goes to the model):
         """
         from .batch import api
 
-        run, _ = api.prepare(self, prompts=prompts, model=model, system=system,
-                             concurrency=concurrency, rpm=rpm, tpm=tpm, cache=cache,
-                             schema=schema, on_error=on_error, budget=budget, options=options)
-        api.run_sync(run, progress)
+        run, _ = api.prepare(self, prompts=prompts, **settings)
+        api.run_sync(run, run.progress)
         api.warn_outcome(run)
         return api.list_result(self, run)
 
-    async def abatch(self, prompts, *, model: str | None = None, system: str | None = None,
-                     concurrency: int | None = None, rpm: float | None = None,
-                     tpm: float | None = None, cache: bool = True, schema=None,
-                     on_error: str = "keep", budget: float | None = None, progress=False,
-                     **options):
-        """`batch()` for async code: runs on the caller's event loop."""
+    async def abatch(self, prompts, **settings):
+        """`batch()` for async code: runs on the caller's event loop (no progress display
+        unless progress= asks for one)."""
         from .batch import api
 
-        run, _ = api.prepare(self, prompts=prompts, model=model, system=system,
-                             concurrency=concurrency, rpm=rpm, tpm=tpm, cache=cache,
-                             schema=schema, on_error=on_error, budget=budget, options=options)
-        await api.run_async(run, progress)
+        settings.setdefault("progress", False)
+        run, _ = api.prepare(self, prompts=prompts, **settings)
+        await api.run_async(run, run.progress)
         api.warn_outcome(run)
         return api.list_result(self, run)
 
@@ -473,16 +389,6 @@ class Session:
         return usage_frame(self.log, by=by, since=since, until=until, model=model, notebook=notebook)
 
 
-# Options that carry credentials: sent to the provider, never written to the log.
-from .redact import SECRET_OPTIONS as _SECRET_OPTIONS  # noqa: E402
-
-
-def _loggable(options: dict) -> dict:
-    from .redact import loggable_options
-
-    return loggable_options(options)
-
-
 def _check_prompt(prompt) -> None:
     if not isinstance(prompt, str):
         raise TypeError(f"prompt must be a string, got {type(prompt).__name__}")
@@ -491,12 +397,20 @@ def _check_prompt(prompt) -> None:
 
 
 async def _astream(session: Session, messages: list[dict], **kw) -> AsyncIterator[str]:
-    """Run a streamed call as a task and yield its deltas as they arrive."""
+    """Run a streamed call as a task and yield its text as it arrives."""
+    async for text in stream_texts(
+            lambda on_text: session.acall(messages, stream=True, on_text=on_text, **kw)):
+        yield text
+
+
+async def stream_texts(start_call) -> AsyncIterator[str]:
+    """Run a streamed call (`start_call(on_text)` returns its coroutine) as a task and yield
+    its text as it arrives; leaving early cancels the call (its row says interrupted)."""
     import asyncio
 
     q: asyncio.Queue = asyncio.Queue()
     done = object()
-    task = asyncio.ensure_future(session._acall(messages, stream=True, on_delta=q.put_nowait, **kw))
+    task = asyncio.ensure_future(start_call(q.put_nowait))
     task.add_done_callback(lambda _t: q.put_nowait(done))
     try:
         while True:
@@ -518,6 +432,8 @@ class Stream:
     """A sync iterator over a streamed call running on the background loop."""
 
     def __init__(self, session: Session, messages: list[dict], **kw):
+        from .call.single import CallState
+
         self._session = session
         self._messages = messages
         self._kw = kw
@@ -535,9 +451,9 @@ class Stream:
         async def call():
             holder["task"] = asyncio.current_task()
             try:
-                resp = await self._session._acall(self._messages, stream=True,
-                                                  on_delta=lambda d: q.put(("delta", d)),
-                                                  state=self.state, **self._kw)
+                resp = await self._session.acall(self._messages, stream=True,
+                                                 on_text=lambda d: q.put(("delta", d)),
+                                                 state=self.state, **self._kw)
                 q.put(("end", resp))
             except BaseException as exc:
                 q.put(("error", exc))

@@ -319,7 +319,9 @@ def test_budget_stops_before_crossing(loop_session, loopback):
     loop_session.config.prices = {"loop/*": {"input": 1000.0, "output": 1000.0}}  # $0.001/token
     df = pd.DataFrame({"t": [f"row {i}" for i in range(30)]})
     est = df.llm.estimate("{t}", model=MODEL, max_tokens=4)
-    assert est.to_send == 30 and est.cost == pytest.approx(30 * (5 + 4) * 0.001)
+    # tokens.estimate_prompt: "row N" is 5 characters, 1 token; plus max_tokens of output.
+    assert est.input_tokens == 30 and est.output_tokens == 30 * 4
+    assert est.to_send == 30 and est.cost == pytest.approx(30 * (1 + 4) * 0.001)
     with pytest.warns(UserWarning, match="budget"):
         out = df.llm.map("{t}", model=MODEL, max_tokens=4, budget=0.05, concurrency=2)
     info = out.attrs["llm"]

@@ -24,6 +24,7 @@ PROBE = textwrap.dedent("""
             return _original(self, *args, **kwargs)
         setattr(socket.socket, name, spy)
     threads_before = threading.active_count()
+    environ_before = dict(os.environ)
 
     started = time.perf_counter()
     import llm_notebook
@@ -36,7 +37,8 @@ PROBE = textwrap.dedent("""
         "threads": threading.active_count() - threads_before,
         "connects": connects,
         "log_exists": os.path.exists(os.environ["LLM_NOTEBOOK_LOG"]),
-        "cost_map": os.environ.get("LITELLM_LOCAL_MODEL_COST_MAP"),
+        "environ_changed": sorted(k for k in set(os.environ) | set(environ_before)
+                                  if os.environ.get(k) != environ_before.get(k)),
         "session_callable": callable(llm_notebook.session),
     }))
 """)
@@ -70,7 +72,35 @@ def test_import_is_fast_and_light(tmp_path):
         assert r["session_callable"] is True
 
 
-def test_import_pins_litellm_to_the_offline_price_map(tmp_path):
-    assert probe(tmp_path)["cost_map"] == "True"
-    # A user's own choice is left alone.
-    assert probe(tmp_path, LITELLM_LOCAL_MODEL_COST_MAP="False")["cost_map"] == "False"
+def test_import_changes_no_environment_variable(tmp_path):
+    assert probe(tmp_path)["environ_changed"] == []
+
+
+LITELLM_PROBE = textwrap.dedent("""
+    import json, os, socket
+    def refuse(self, *args, **kwargs):
+        raise OSError("network disabled by the test")
+    socket.socket.connect = refuse
+    socket.socket.connect_ex = refuse
+    before = os.environ.get("LITELLM_LOCAL_MODEL_COST_MAP")
+    from llm_notebook.providers import litellm_route
+    litellm = litellm_route.get_litellm()
+    print(json.dumps({"before": before, "after": os.environ.get("LITELLM_LOCAL_MODEL_COST_MAP"),
+                      "models": len(litellm.model_cost), "retries": litellm.num_retries,
+                      "drop_params": litellm.drop_params}))
+""")
+
+
+def test_litellm_loads_offline_and_leaves_its_settings_alone(tmp_path):
+    # litellm's price map comes from its offline copy (no socket may connect), the variable
+    # that asks for it is set for the import only, and its module settings stay litellm's own
+    # (retries and dropped params are passed with each call).
+    env = dict(os.environ, PYTHONPATH=REPO_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("LITELLM_LOCAL_MODEL_COST_MAP", None)
+    out = subprocess.run([sys.executable, "-c", LITELLM_PROBE], env=env, capture_output=True,
+                         text=True, timeout=120, cwd=str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["before"] is None and got["after"] is None
+    assert got["models"] > 1000
+    assert got["retries"] is None and got["drop_params"] is not True

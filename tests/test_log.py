@@ -271,3 +271,21 @@ def test_empty_history_and_usage_still_have_their_columns(nb_session):
     for by in ("model", "day", "hour", "notebook"):
         usage = nb_session.usage(by=by)
         assert usage.empty and {by, "calls", "cost", "input_tokens"} <= set(usage.columns)
+
+
+def test_sqlite_utils_reads_searches_and_writes_the_log(nb_session):
+    """Another tool's view: sqlite-utils (as Datasette does) on the log file, with nothing of
+    llm_notebook on its connection."""
+    import sqlite_utils
+
+    nb_session.log.insert_calls([{"model": "loop/m", "status": "ok", "prompt": "about unicorns",
+                                  "response": "they are rare", "cost": 0.5}])
+    db = sqlite_utils.Database(nb_session.config.log_path)
+    assert db["calls"].detect_fts() == "calls_fts"       # the full-text index is standard
+    assert [r["prompt"] for r in db["calls"].search("unicorns")] == ["about unicorns"]
+    db["calls"].insert({"ts": 1.7e9, "model": "tool/x", "status": "ok", "cost": 0.25,
+                        "prompt": "written by sqlite-utils"})
+    db.close()
+    usage = nb_session.usage(by="model").set_index("model")
+    assert usage.loc["tool/x", "calls"] == 1 and usage.loc["tool/x", "cost"] == 0.25
+    assert nb_session.history(search="sqlite-utils")["model"].tolist() == ["tool/x"]

@@ -45,7 +45,7 @@ def test_models_lists_usable_models_with_key_presence(ip):
     frame, cap = value(ip, "models")
     groups = set(frame["group"])
     assert {"embedded", "endpoint", "alias", "provider (key present)"} == groups
-    assert {"local/smollm2", "loop/*", "fast", "openai/gpt-4o-mini"} <= set(frame["model"])
+    assert {"local/smollm2", "loop/loopback-model", "fast", "openai/gpt-4o-mini"} <= set(frame["model"])
     assert set(frame["key"]) <= {"yes", "no", ""}
     assert (frame.loc[frame["model"] == "openai/gpt-4o-mini", "key"] == "yes").all()
     assert SECRET not in frame.to_string() + frame._repr_html_() + cap.stdout

@@ -7,14 +7,16 @@ rollups answer (daily, hourly and per-group tables plus the partial hours read f
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import random
+import sqlite3
 
 import pytest
 
-from llm_notebook import latency, migrations
+from llm_notebook import latency, legacy_histograms, migrations
+from llm_notebook.latency import bucket_of
 from llm_notebook.log import Log
-from llm_notebook.migrations import bucket_of
 
 DAY0 = dt.datetime(2024, 3, 1, tzinfo=dt.timezone.utc).timestamp()
 MODELS = ["openai/gpt-4o-mini", "anthropic/claude-3-5-haiku-latest", "loop/m", "local/smollm2"]
@@ -261,43 +263,67 @@ def test_conversation_and_job_labels(nb_session):
     assert nb_session.usage(by="job").empty
 
 
-def test_histogram_blobs_round_trip():
-    blob = None
-    values = [0.2, 1.0, 1.5, 250.0, 250.1, 9000.0, 10 ** 12]
+def test_json_histograms_and_the_sql_bucket_rule():
+    values = [0.2, 1.0, 1.5, 250.0, 250.1, 9000.0, 10 ** 12, -5.0]
+    # SQL finds a latency's bucket in latency_buckets exactly as bucket_of() does, also on the
+    # bounds themselves (no function of ours on the connection).
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE TABLE latency_buckets (bucket INTEGER PRIMARY KEY, low_ms REAL, high_ms REAL)")
+    db.executemany("INSERT INTO latency_buckets VALUES (:bucket, :low_ms, :high_ms)",
+                   latency.bucket_table_rows())
+    probes = values + latency.LOW_MS[1:] + [b - 1e-9 for b in latency.LOW_MS[2:]]
+    for v in probes:
+        assert db.execute(f"SELECT {latency.bucket_sql('?')}", (v,)).fetchone()[0] == bucket_of(v), v
+    # A histogram column grows one latency at a time with the trigger's own SQL.
+    db.execute("CREATE TABLE t (h TEXT)")
+    db.execute("INSERT INTO t VALUES (NULL)")
     for v in values:
-        blob = latency.add(blob, v)
-    counts = latency.decode(blob)
-    assert sum(counts) == len(values) and counts[0] == 1 and counts[120] == 1
-    assert counts[bucket_of(250.0)] == 2
-    assert latency.encode(counts) == blob
-    assert latency.add(blob, None) is blob
-    assert latency.encode([0, 0]) is None
-    agg = latency.Aggregate()
-    for v in values:
-        agg.step(v)
-    agg.step(None)
-    assert agg.finalize() == blob
-    total = latency.Sum()
-    total.step(blob)
-    total.step(None)
-    total.step(latency.add(None, 3.0))
-    assert sum(latency.decode(total.finalize())) == len(values) + 1
+        db.execute(f"UPDATE t SET h = {latency.histogram_update_sql('h', '?')}", (v,))
+    text = db.execute("SELECT h FROM t").fetchone()[0]
+    counts = latency.matrix([text, None, '{"3":2}'], [0, 1, 0], 2)
+    assert counts.shape[0] == 2 and counts[1].sum() == 0
+    assert counts[0].sum() == len(values) + 2 and counts[0, 120] == 1
+    assert counts[0, 0] == 2                       # 0.2 ms and a negative latency
+    assert counts[0, bucket_of(1.5)] == 1 + 2      # bucket 3: 1.5 ms, and the other row's two
+    assert counts[0, bucket_of(250.0)] == 2
     low, high = latency.bucket_bounds_ms(bucket_of(250.0))
     assert low <= 250.0 < high and high / low == pytest.approx(2 ** 0.25)
+    # The blobs of older logs convert to the same histograms.
+    blob = None
+    for v in values:
+        blob = legacy_histograms.add(blob, v)
+    assert latency.matrix([legacy_histograms.blob_to_json(blob)], [0], 1)[0].tolist() == \
+        latency.matrix([text], [0], 1)[0].tolist()
 
 
-def test_rollups_built_from_an_older_log_equal_the_triggers(tmp_path, monkeypatch):
-    # A log from before m040: its calls are rolled up by the migration (GROUP BY over calls
-    # and over usage_hourly); a new log gets the same tables from the insert triggers.
-    rows = generated_calls(1500, seed=5)
+def _legacy_log(path: str, rows: list[dict], upto: str) -> None:
+    """A log as an older llm-notebook left it: migrations up to (not including) `upto` run by
+    that version, which had its SQL functions on its connection, and `rows` written by it."""
+    from llm_notebook.call_store import CALL_COLUMNS, _record
+
     names = [name for name, _ in migrations.MIGRATIONS]
-    before = migrations.MIGRATIONS[:names.index("m040_usage_histograms_and_groups")]
-    monkeypatch.setattr(migrations, "MIGRATIONS", before)
-    old = Log(str(tmp_path / "old.db"))
-    old.insert_calls(rows)
-    old.close()
-    monkeypatch.undo()
+    db = sqlite3.connect(path, isolation_level=None)
+    legacy_histograms.install(db)
+    db.execute("BEGIN IMMEDIATE")
+    db.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied REAL)")
+    for name, fn in migrations.MIGRATIONS[:names.index(upto)]:
+        fn(db)
+        db.execute("INSERT INTO _migrations VALUES (?, 0)", (name,))
+    db.executemany(f"INSERT INTO calls ({', '.join(CALL_COLUMNS)}) VALUES "
+                   f"({', '.join('?' for _ in CALL_COLUMNS)})",
+                   [tuple(_record(r)) for r in rows])
+    db.execute("COMMIT")
+    db.close()
 
+
+@pytest.mark.parametrize("upto", ["m040_usage_histograms_and_groups",
+                                  "m050_plain_sql_usage_rollups"])
+def test_rollups_of_an_older_log_equal_the_triggers(tmp_path, upto):
+    # A log from before m040 (rolled up by the migrations' GROUP BY over calls) or from the
+    # blob-histogram days (its blobs converted by m050) reads the same as a new log filled
+    # by the plain-SQL trigger.
+    rows = generated_calls(1500, seed=5)
+    _legacy_log(str(tmp_path / "old.db"), rows, upto)
     migrated = Log(str(tmp_path / "old.db"))
     fresh = Log(str(tmp_path / "new.db"))
     fresh.insert_calls(rows)
@@ -308,11 +334,58 @@ def test_rollups_built_from_an_older_log_equal_the_triggers(tmp_path, monkeypatc
         for x, y in zip(a, b):
             assert _close(x, y), (table, x, y)
     assert_rows_match(migrated.usage_rows(by="job"), brute_force(rows, "job"))
+    # After the upgrade the log is plain SQLite: a row written without llm-notebook counts.
+    plain = sqlite3.connect(str(tmp_path / "old.db"))
+    plain.execute("INSERT INTO calls (ts, model, status, duration_ms) VALUES (?, 'x/m', 'ok', 5)",
+                  (DAY0,))
+    plain.commit()
+    plain.close()
+    assert migrated.usage_rows(by="model", model="x/m")[0]["calls"] == 1
+
+
+def test_a_call_written_by_plain_sqlite3_counts_in_usage(nb_session, tmp_path):
+    """The log is a plain SQLite file: the stdlib sqlite3 module (no llm_notebook function on
+    its connection) inserts a call, and usage(), history() and the rollups see it."""
+    path = nb_session.config.log_path
+    nb_session.log.insert_calls([{"ts": DAY0 + 10, "model": "loop/m", "status": "ok",
+                                  "input_tokens": 2, "output_tokens": 3, "cost": 0.5,
+                                  "duration_ms": 100.0}])
+    script = f"""
+import sqlite3
+db = sqlite3.connect({path!r})
+db.execute("INSERT INTO calls (ts, model, status, input_tokens, output_tokens, cost, "
+           "duration_ms, ttft_ms, prompt, response, notebook) VALUES "
+           "({DAY0 + 20}, 'other/tool', 'ok', 7, 11, 0.25, 900.0, 40.0, 'from another tool', "
+           "'hello', 'n.ipynb')")
+db.commit()
+"""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=str(tmp_path))
+    assert done.returncode == 0, done.stderr     # no "no such function: llmnb_hist_add"
+    by_model = nb_session.usage(by="model").set_index("model")
+    assert by_model.loc["other/tool", "calls"] == 1
+    assert by_model.loc["other/tool", "input_tokens"] == 7
+    assert by_model.loc["other/tool", "cost"] == pytest.approx(0.25)
+    assert bucket_of(by_model.loc["other/tool", "latency_p50_ms"]) == bucket_of(900.0)
+    assert bucket_of(by_model.loc["other/tool", "ttft_p50_ms"]) == bucket_of(40.0)
+    assert by_model["calls"].sum() == 2
+    assert nb_session.usage(by="notebook").set_index("notebook").loc["n.ipynb", "calls"] == 1
+    assert nb_session.history(search="another tool")["model"].tolist() == ["other/tool"]
 
 
 def _close(x: tuple, y: tuple) -> bool:
-    return all(a == pytest.approx(b, rel=1e-9) if isinstance(a, float) else a == b
-               for a, b in zip(x, y))
+    return all(_same(a, b) for a, b in zip(x, y))
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, float):
+        return a == pytest.approx(b, rel=1e-9)
+    if isinstance(a, str) and a.startswith("{") and isinstance(b, str):
+        return json.loads(a) == json.loads(b)      # histograms: the keys' order may differ
+    return a == b
 
 
 def test_streamed_and_plain_calls_record_usage_and_cost(loop_session, loopback):

@@ -53,7 +53,10 @@ def test_the_table_lists_every_model_grouped_usable_first(loop_session, monkeypa
     assert all(k == "provider" for k in kinds[first_plain:])
     embedded, endpoint, alias = table["groups"][:3]
     assert embedded["prefix"] == "local/" and embedded["rows"][0][:4] == ["smollm2", 2048, 0, 0]
-    assert endpoint["rows"][0][0] == "loop/*" and endpoint["key"] is True
+    # An endpoint's models are those its server lists (GET /v1/models), not a wildcard.
+    assert [r[0] for r in endpoint["rows"]] == ["loop/loopback-json", "loop/loopback-model",
+                                                 "loop/loopback-small"]
+    assert endpoint["key"] is True and all(r[4] == 1 for r in endpoint["rows"])
     assert alias["rows"][0][0] == "fast" and alias["rows"][0][5] == "alias of loop/small"
     anthropic = next(g for g in table["groups"] if g["label"] == "anthropic")
     assert anthropic["kind"] == "keyed" and anthropic["key"] is True
@@ -72,7 +75,23 @@ def test_the_table_lists_every_model_grouped_usable_first(loop_session, monkeypa
 def test_models_request_answers_the_table(picker, loop_session):
     request(picker, "picker.models")
     resp = wait_response(picker, "r1")
-    assert resp["ok"] and ids_of(resp["result"])[:2] == ["local/smollm2", "loop/*"]
+    assert resp["ok"] and ids_of(resp["result"])[:2] == ["local/smollm2", "loop/loopback-json"]
+
+
+def test_an_endpoint_that_cannot_list_its_models_is_one_unavailable_row(nb_session, loopback):
+    import socket
+
+    with socket.socket() as sock:            # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    nb_session.add_endpoint("dead", f"http://127.0.0.1:{port}/v1")
+    nb_session.add_endpoint("loop", loopback.url)
+    nb_session.config.prices = {"loop/*": {"input": 1.0, "output": 2.0}}
+    frame = nb_session.models().set_index("model")
+    assert not frame.loc["dead/*", "available"]
+    assert frame.loc["loop/loopback-small", "available"]
+    assert frame.loc["loop/loopback-small", "input_per_1m"] == pytest.approx(1.0)
+    assert loopback.stats()["models_requests"] == 1
 
 
 def test_value_starts_at_the_session_default(loop_session):

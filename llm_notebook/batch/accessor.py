@@ -8,6 +8,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from .. import pricing
+from .settings import HELP
+
 
 @pd.api.extensions.register_dataframe_accessor("llm")
 class LLMAccessor:
@@ -16,10 +19,7 @@ class LLMAccessor:
     def __init__(self, frame: pd.DataFrame):
         self._frame = frame
 
-    def map(self, prompt, *, model: str | None = None, system: str | None = None,
-            concurrency: int | None = None, rpm: float | None = None, tpm: float | None = None,
-            cache: bool = True, schema=None, on_error: str = "keep", budget: float | None = None,
-            progress=None, session=None, **options):
+    def map(self, prompt, *, session=None, **settings):
         """Send `prompt` once per row, `{column}` placeholders filled from the row.
 
         Returns a Series of replies aligned to the DataFrame's index (<NA> where a row failed),
@@ -28,38 +28,27 @@ class LLMAccessor:
         failed rows. Running the same map again sends only the rows without an answer.
 
         prompt: text with {column} placeholders, a saved template or a saved template's name.
-        concurrency: calls in flight (default 16; the embedded model runs one at a time).
-        rpm / tpm: requests / tokens per minute to stay under.
-        cache: reuse answers of identical requests from the log (default True).
-        on_error: "keep" (failed rows are <NA>) or "raise" (stop at the first failed row).
-        budget: USD this run may spend; it stops before it would cross it.
-        progress: None (auto), True, False, "widget" or "text".
-        **options: passed to the model (temperature, max_tokens, ...), plus per-row
-        `deadline`, `timeout` (seconds) and `max_retries`.
         """
         from . import api
 
         s = _session(session)
-        run, out_schema = api.prepare(s, frame=self._frame, prompt=prompt, model=model,
-                                      system=system, concurrency=concurrency, rpm=rpm, tpm=tpm,
-                                      cache=cache, schema=schema, on_error=on_error, budget=budget,
-                                      options=options)
+        run, out_schema = api.prepare(s, frame=self._frame, prompt=prompt, **settings)
         try:
-            api.run_sync(run, progress)
+            api.run_sync(run, run.progress)
         finally:
             if run.job_id:
                 api.remember_index(run.job_id, self._frame.index)
         api.warn_outcome(run)
         return api.frame_result(run, self._frame.index, out_schema)
 
-    def estimate(self, prompt, *, model: str | None = None, system: str | None = None,
-                 schema=None, cache: bool = True, session=None, **options) -> "Estimate":
+    map.__doc__ += "\n        " + HELP + "\n        "
+
+    def estimate(self, prompt, *, session=None, **settings) -> "Estimate":
         """Expected tokens and cost of `map` with the same arguments, without sending anything."""
         from . import api
 
         s = _session(session)
-        run, _ = api.prepare(s, frame=self._frame, prompt=prompt, model=model, system=system,
-                             schema=schema, cache=cache, options=options, check_budget=False)
+        run, _ = api.prepare(s, frame=self._frame, prompt=prompt, check_budget=False, **settings)
         return estimate_run(s, run)
 
 
@@ -143,19 +132,26 @@ class Estimate:
 
 
 def estimate_run(session, run) -> Estimate:
-    from .engine import DEFAULT_OUTPUT_GUESS, _estimate_in
+    from ..tokens import estimate_prompt
 
     todo = [i for i in range(run.n) if run.messages[i] is not None]
     cached = 0
-    if run.cache_read and todo:
+    if run.cache and todo:
         hits = session.log.cache_get_many([run.keys[i] for i in todo])
         cached = sum(1 for i in todo if run.keys[i] in hits)
         todo = [i for i in todo if run.keys[i] not in hits]
-    tin = sum(_estimate_in(run.messages[i]) for i in todo)
+    per_row = run.pace_out
     limit = run.options.get("max_tokens") or run.options.get("max_completion_tokens")
-    per_row = int(limit or DEFAULT_OUTPUT_GUESS)
+    # Priced row by row, as the rows will be: a tiered price depends on each prompt's size.
+    tin = cost = 0
+    for i in todo:
+        row_in = estimate_prompt(run.messages[i])
+        tin += row_in
+        row_cost = run.price(row_in, per_row) if cost is not None else None
+        cost = None if row_cost is None else cost + row_cost
     tout = per_row * len(todo)
-    cost = None if run.rate_in is None else tin * run.rate_in + tout * run.rate_out
+    if not pricing.is_priced(run.route.model, session.config.prices):
+        cost = None
     return Estimate(model=run.route.model, rows=run.n, to_send=len(todo), cached=cached,
                     bad_rows=len(run.input_errors), input_tokens=tin, output_tokens=tout,
                     output_per_row=per_row, output_is_limit=bool(limit), cost=cost,

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import concurrent.futures
+import queue
+import time
 from typing import Any
 
 from ..retry import RetryPolicy
 from . import inputs
 from .cachekeys import cache_keys
 from .engine import BatchRun
+from .settings import BatchSettings
 
 DEFAULT_CONCURRENCY = 16
 PROGRESS_SECONDS = 0.2           # progress refresh (5/s: far below what iopub can take)
@@ -42,28 +44,29 @@ class BatchResult(list):
                 f"{i['cached']} cached of {i['rows']} rows; {list.__repr__(self)[:200]}>")
 
 
-def prepare(session, *, frame=None, prompts=None, prompt=None, model=None, system=None,
-            concurrency=None, rpm=None, tpm=None, cache=True, schema=None, on_error="keep",
-            budget=None, options: dict | None = None,
-            check_budget: bool = True) -> tuple[BatchRun, Any]:
+def prepare(session, *, frame=None, prompts=None, prompt=None, options: dict | None = None,
+            check_budget: bool = True, **keywords) -> tuple[BatchRun, Any]:
     """Everything that can fail before a call, fails here; returns the run and the schema.
 
-    With a session or day budget set, a run whose estimate could cross it is refused here,
-    before any row is sent (`check_budget=False` for estimates)."""
+    `keywords` are BatchSettings and model options (BatchSettings.split); `options` more
+    model options. With a session or day budget set, a run whose estimate could cross it is
+    refused here, before any row is sent (`check_budget=False` for estimates)."""
     from .. import context as ctx
     from .schema import OutputSchema
 
-    if on_error not in _ON_ERROR:
+    settings, more_options = BatchSettings.split(keywords)
+    if settings.on_error not in _ON_ERROR:
         raise ValueError(f"on_error must be 'keep' (failed rows become <NA>) or 'raise' (stop at "
-                         f"the first failed row), not {on_error!r}")
-    options = {k: v for k, v in (options or {}).items() if v is not None}
+                         f"the first failed row), not {settings.on_error!r}")
+    options = {k: v for k, v in {**(options or {}), **more_options}.items() if v is not None}
+    model, system = settings.model, settings.system
     if frame is not None:
         spec = inputs.prompt_spec(session, prompt, system=system, model=model, options=options)
     else:
         spec = inputs.PromptSpec(prompt="", system=system, model=model, options=options)
     options = dict(spec.options)
     policy = _policy(session, options)
-    out_schema = OutputSchema(schema) if schema is not None else None
+    out_schema = OutputSchema(settings.schema) if settings.schema is not None else None
     route = session.resolve(spec.model, options)
     system_text = spec.system
     if out_schema is not None:
@@ -82,24 +85,23 @@ def prepare(session, *, frame=None, prompts=None, prompt=None, model=None, syste
         reqs = inputs.from_list(list(prompts), system_text, max_tokens=limit_tokens)
         first = next((p for p in reqs.prompts if p is not None), None)
         label = first
-    if on_error == "raise" and reqs.errors:
+    if settings.on_error == "raise" and reqs.errors:
         i = min(reqs.errors)
-        raise ValueError(f"{reqs.errors[i][1]} ({len(reqs.errors)} bad row(s) in all; nothing was "
+        raise ValueError(f"row {i}: {reqs.errors[i][1]} ({len(reqs.errors)} bad row(s) in all; nothing was "
                          "sent; fix them, or use on_error='keep' to send the others)")
     keys = cache_keys(route.model, reqs.messages, options, route.base_url or route.endpoint)
     for i, m in enumerate(reqs.messages):
         if m is not None and keys[i] is None:
             reqs.messages[i] = None
-            reqs.errors[i] = (inputs.BAD_INPUT, f"row {i}: the text holds invalid Unicode (lone "
+            reqs.errors[i] = (inputs.BAD_INPUT, "the text holds invalid Unicode (lone "
                                                 "surrogates); clean it, e.g. with "
                                                 ".str.encode('utf-8', 'replace').str.decode('utf-8'); "
                                                 "the row was not sent")
-    width = _concurrency(concurrency, route)
+    width = _concurrency(settings.concurrency, route)
     context = {"notebook": ctx.notebook_path(), "cell_id": ctx.cell_id()}
-    run = BatchRun(session, route, reqs.messages, keys, reqs.errors, options=options,
-                   prompt_label=label, system=system_text, concurrency=width, rpm=rpm, tpm=tpm,
-                   cache_read=bool(cache), cache_write=bool(cache), schema=out_schema,
-                   on_error=on_error, budget=budget, policy=policy, context=context)
+    run = BatchRun(session, route, reqs.messages, keys, reqs.errors, settings, options=options,
+                   concurrency=width, schema=out_schema, prompt_label=label, system=system_text,
+                   policy=policy, context=context)
     if check_budget:
         _refuse_over_budget(session, run)
     return run, out_schema
@@ -148,14 +150,20 @@ def _concurrency(value, route) -> int:
 # -- running ---------------------------------------------------------------------------------
 
 def run_sync(run: BatchRun, progress=None) -> BatchRun:
-    """Run on the background loop; show progress from this thread; Ctrl-C stops within 2 s."""
+    """Run on the background loop; show progress from this thread; Ctrl-C stops within 2 s.
+
+    The run tells this thread its numbers after each flush (an event, through a queue): the
+    display is updated here, in the thread of the cell that started the run."""
     from .. import runner
     from . import progress as progress_mod
 
     if runner._in_loop_thread():
         raise RuntimeError("batch()/df.llm.map() were called from llm-notebook's own event loop; "
                            "use `await session.abatch(...)` there")
-    display = progress_mod.open_display(progress, run)
+    display = _throttled(progress_mod.open_display(progress, run))
+    snapshots: "queue.Queue" = queue.Queue()
+    if display is not None:
+        run.on_progress(snapshots.put)
     loop = runner.loop()
     holder: dict = {}
 
@@ -164,14 +172,16 @@ def run_sync(run: BatchRun, progress=None) -> BatchRun:
         return await run.run()
 
     future = asyncio.run_coroutine_threadsafe(main(), loop)
+    future.add_done_callback(lambda _f: snapshots.put(_ENDED))
     try:
         while True:
             try:
-                future.result(timeout=PROGRESS_SECONDS)
+                item = snapshots.get(timeout=PROGRESS_SECONDS)
+            except queue.Empty:
+                continue    # no news; wait again (the wait stays interruptible by Ctrl-C)
+            if item is _ENDED:
                 break
-            except concurrent.futures.TimeoutError:
-                if display is not None:
-                    display.update(run.snapshot())
+            display.update(item)
     except KeyboardInterrupt:
         task = holder.get("task")
         if task is not None:
@@ -193,26 +203,46 @@ def run_sync(run: BatchRun, progress=None) -> BatchRun:
         if display is not None:
             display.close(run.snapshot())
         raise
-    if display is not None:
-        display.close(run.snapshot())
-    return future.result()
+    try:
+        return future.result()
+    finally:
+        if display is not None:
+            display.close(run.snapshot())
+
+
+_ENDED = object()
+
+
+class _Throttle:
+    """A progress display that shows at most one update per PROGRESS_SECONDS (the run tells
+    its numbers after every flush, ten times a second)."""
+
+    def __init__(self, display):
+        self.display = display
+        self.shown_at = 0.0
+
+    def update(self, snapshot: dict) -> None:
+        now = time.monotonic()
+        if now - self.shown_at >= PROGRESS_SECONDS:
+            self.shown_at = now
+            self.display.update(snapshot)
+
+    def close(self, snapshot: dict) -> None:
+        self.display.close(snapshot)
+
+
+def _throttled(display):
+    return None if display is None else _Throttle(display)
 
 
 async def run_async(run: BatchRun, progress=None) -> BatchRun:
     from . import progress as progress_mod
 
-    display = progress_mod.open_display(progress, run)
-    task = asyncio.ensure_future(run.run())
+    display = _throttled(progress_mod.open_display(progress, run))
+    if display is not None:
+        run.on_progress(display.update)
     try:
-        while not task.done():
-            await asyncio.wait({task}, timeout=PROGRESS_SECONDS)
-            if display is not None and not task.done():
-                display.update(run.snapshot())
-        return task.result()
-    except asyncio.CancelledError:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        raise
+        return await run.run()
     finally:
         if display is not None:
             display.close(run.snapshot())

@@ -1,13 +1,20 @@
-"""The batch engine: one asyncio run over many rows, with the single-call semantics of the Session
-(cache key, retry policy, error kinds, budgets, one log row per call) at a per-row cost low enough
-to keep hundreds of calls in flight on two cores.
-
-Where the per-row time goes, and what is done instead of the per-call path of Session._acall:
-- the cache is read once for all rows (log.cache_get_many) before anything is sent;
+"""The batch engine: one asyncio run over many rows, each row a call through the one executor
+(llm_notebook/call/executor.py: retries, deadline, budget hold, pricing, Outcome), with what only
+batches need around it:
+- the cache is read once for all rows (log.cache_get_many) before anything is sent, and rows
+  asking the very same request are sent once;
+- a fixed number of worker coroutines (no task per row) behind a gate of pacing (rpm/tpm) and
+  a concurrency limit that adapts to 429s (pacing.py), which the executor enters per attempt;
 - finished rows are buffered and written by a writer thread in one transaction per flush
   (every FLUSH_SECONDS or FLUSH_ROWS rows), never one transaction per call on the event loop;
-- no Response object, no pandas, no listeners per row; a fixed number of worker coroutines
-  (no task per row); the concurrency gate and the pacer return without suspending when free.
+- the run's own budget (its `budget=`, cut to what the session and day budgets leave), held per
+  attempt like a single call's;
+- events: `on_rows(callback)` hears which rows were written after each flush (with their call
+  ids), `on_progress(callback)` gets the run's numbers after each flush: a comparison grid and
+  a progress display follow the run without looking at it;
+- young garbage collections on the flush's schedule while it runs (gc_policy.py: measured, and
+  the collector's state is put back when the run ends).
+Nothing per row is heavier than the executor itself: no Response, no pandas, no listeners.
 
 A row is taken by exactly one worker (a shared iterator), so no row is sent twice in a run except
 as a retry of a retryable error; a cancelled run (Ctrl-C) cancels its calls in flight, logs them
@@ -22,16 +29,21 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-from .. import providers
-from ..errors import INTERRUPTED, RATE_LIMIT, LLMError
+from .. import budget as budgets
+from .. import pricing, providers, tokens
+from ..call import outcome as outcomes
+from ..call.executor import Call, execute
+from ..errors import BUDGET, RATE_LIMIT, BudgetExceeded, LLMError
 from ..retry import RetryPolicy
 from . import gc_policy, store
 from .pacing import AdaptiveLimit, RatePacer
+from .settings import BatchSettings
 
 FLUSH_SECONDS = 0.1
 FLUSH_ROWS = 200
-DEFAULT_OUTPUT_GUESS = 256       # output tokens assumed for pacing when max_tokens is not set
-BUDGET = "budget"
+# Output tokens assumed per row for pacing and estimates when max_tokens is not set (a typical
+# answer; a budget holds the worst case instead: budget.output_tokens).
+DEFAULT_OUTPUT_GUESS = 256
 
 _writer: ThreadPoolExecutor | None = None
 
@@ -51,14 +63,16 @@ class BatchStopped(LLMError):
 
 
 class BatchRun:
-    """One run of a batch. Build it, `await run()`, then read `texts`, `values`, `status`..."""
+    """One run of a batch. Build it (batch/api.py prepare), `await run()`, then read `texts`,
+    `values`, `status`, `errors`, `summary()`."""
 
-    def __init__(self, session, route, messages: list, keys: list, input_errors: dict, *,
-                 options: dict, prompt_label: str | None, system: str | None,
-                 concurrency: int, rpm=None, tpm=None, cache_read: bool = True,
-                 cache_write: bool = True, schema=None, on_error: str = "keep",
-                 budget: float | None = None, policy: RetryPolicy | None = None,
-                 context: dict | None = None):
+    def __init__(self, session, route, messages: list, keys: list, input_errors: dict,
+                 settings: BatchSettings, *, options: dict, concurrency: int, schema=None,
+                 prompt_label: str | None, system: str | None,
+                 policy: RetryPolicy | None = None, context: dict | None = None):
+        """`settings` as the user gave them (batch/settings.py); the rest as api.prepare
+        worked them out: the rows' messages and cache keys, the model options, the number of
+        workers, the parsed schema, the retry policy."""
         self.session = session
         self.log = session.log
         self.route = route
@@ -67,13 +81,14 @@ class BatchRun:
         self.input_errors = input_errors
         self.options = options
         self.n = len(messages)
-        self.cache_read = cache_read
-        self.cache_write = cache_write
+        self.cache = bool(settings.cache)
         self.schema = schema
-        self.on_error = on_error
+        self.on_error = settings.on_error
+        self.progress = settings.progress
         self.policy = policy or session.policy()
         self.limit = AdaptiveLimit(concurrency)
-        self.pacer = RatePacer(rpm, tpm)
+        self.pacer = RatePacer(settings.rpm, settings.tpm)
+        budget = settings.budget
         self.context = context or {}
         self.prompt_label = prompt_label
         self.system = system
@@ -101,43 +116,49 @@ class BatchRun:
         self.started = self.finished = None
         self.called_started = None
 
-        # Budget: the tightest of the run's own limit and the session's limits.
-        self.rate_in, self.rate_out = _rates(session, route)
-        self.budget_limit = _headroom(session, budget)
-        if budget is not None and self.rate_in is None:
+        self.price = pricing.pricer(route.model, session.config.prices)
+        self.budget = _RunBudget(self, _headroom(session, budget))
+        if budget is not None and not pricing.is_priced(route.model, session.config.prices):
             raise ValueError(f"budget= needs a price for {route.model!r}, which litellm's price map "
                              "does not know; set one with session().config.prices = "
                              f"{{{route.model!r}: {{'input': <USD per 1M>, 'output': <USD per 1M>}}}}")
-        if self.rate_in is None:
-            self.budget_limit = None  # an unpriced model cannot be limited (budget.py warns so)
-        self.reserved = 0.0          # USD booked by calls in flight
-        self.spent_now = 0.0         # USD spent by this call (a resumed job's earlier spend aside)
-        from .. import budget as budgets
-
         max_out = options.get("max_tokens") or options.get("max_completion_tokens")
-        self._pace_out = int(max_out or DEFAULT_OUTPUT_GUESS)
-        self._budget_out = budgets.output_tokens(route.model, options)  # as single calls reserve
+        self.pace_out = int(max_out or DEFAULT_OUTPUT_GUESS)
+        self.budget_out = budgets.output_tokens(route.model, options)  # as single calls hold
 
-        # Constant part of every call row (what Session._acall logs for one call).
-        import json as _json
-
-        self.logged_options = _loggable(options)
-        self._base_row = {
-            "model": route.model, "provider": route.provider,
-            "endpoint": route.endpoint or route.base_url, "system": system,
-            "options": _json.dumps(self.logged_options, ensure_ascii=False, default=str),
-            "conversation_id": None, "parent_id": None, "kernel_session": session.kernel_session,
-            "notebook": self.context.get("notebook"), "cell_id": self.context.get("cell_id"),
-        }
+        self._base_row = outcomes.base_row(route, options, kernel_session=session.kernel_session,
+                                           context=self.context, system=system)
         self._calls: list = []
         self._cache_entries: list = []
         self._job_rows: list = []
         self._new_call_rows: list = []     # row index of each buffered call
+        self._written_rows: list = []      # rows finished since the last flush (for on_rows)
         self._flush_wakeup: asyncio.Future | None = None
         self._flusher_stop = False
         self._duplicates: dict = {}          # row sent -> later rows with the same request
         self._flushing = asyncio.Lock()
         self._spent_unflushed = 0.0
+        self._row_listeners: list = []
+        self._progress_listeners: list = []
+
+    # -- events -----------------------------------------------------------------------------
+
+    def on_rows(self, callback) -> None:
+        """`callback(rows)` (on the run's event loop) after each flush: the indices of the rows
+        that finished and are written (their `call_ids` are known), and at the end the rest."""
+        self._row_listeners.append(callback)
+
+    def on_progress(self, callback) -> None:
+        """`callback(snapshot())` (on the run's event loop) when the job opens, after each flush
+        and when the run ends."""
+        self._progress_listeners.append(callback)
+
+    def _tell(self, rows: list) -> None:
+        for callback in self._row_listeners:
+            callback(rows)
+        snapshot = self.snapshot() if self._progress_listeners else None
+        for callback in self._progress_listeners:
+            callback(snapshot)
 
     # -- the run ----------------------------------------------------------------------------
 
@@ -147,6 +168,7 @@ class BatchRun:
         pool = _writer_pool()
         fingerprint = _fingerprint(self.route.model, self.keys, self.input_errors)
         await loop.run_in_executor(pool, self._open_job, fingerprint)
+        self._tell([])
         flusher = None
         workers: list = []
         holding_gc = False
@@ -154,13 +176,12 @@ class BatchRun:
             for i, (kind, message) in self.input_errors.items():
                 self._fail(i, kind, message, attempts=0, call_ref=None)
             todo = [i for i in range(self.n) if self.status[i] is None]
-            if todo and self.cache_read:
+            if todo and self.cache:
                 keys = [self.keys[i] for i in todo]
                 hits = await loop.run_in_executor(pool, self.log.cache_get_many, keys)
                 if hits:
                     todo = [i for i in todo
                             if (hit := hits.get(self.keys[i])) is None or not self._take_cached(i, hit)]
-            if self.cache_read:
                 todo = self._set_duplicates_aside(todo)
             self._todo = iter(todo)
             if todo:
@@ -227,18 +248,19 @@ class BatchRun:
             self.job_id = previous["id"]
             store.reopen_job(self.log, self.job_id, self.session.kernel_session,
                              self.context.get("notebook"), self.context.get("cell_id"))
-            self._resume_rows = store.finished_rows(self.log, self.job_id)
+            resume_rows = store.finished_rows(self.log, self.job_id)
         else:
             self.job_id = uuid.uuid4().hex[:12]
-            self._resume_rows = []
+            resume_rows = []
             store.create_job(self.log, {
                 "id": self.job_id, "fingerprint": fingerprint, "model": self.route.model,
-                "prompt": self.prompt_label, "system": self.system, "options": self.logged_options,
+                "prompt": self.prompt_label, "system": self.system,
+                "options": self._base_row["options"],
                 "schema": self.schema.json_schema if self.schema is not None else None,
                 "rows": self.n, "kernel_session": self.session.kernel_session,
                 "notebook": self.context.get("notebook"), "cell_id": self.context.get("cell_id")})
         self._base_row["job_id"] = self.job_id
-        for r in self._resume_rows:
+        for r in resume_rows:
             i = r["row"]
             if 0 <= i < self.n and i not in self.input_errors:
                 self._take_resumed(i, r)
@@ -252,6 +274,7 @@ class BatchRun:
         self.values[i] = value
         self.call_ids[i] = r["call_id"]
         self.resumed.add(i)
+        self._written_rows.append(i)
         if r["cached"]:
             self.cached.add(i)
         c = self.counters
@@ -275,6 +298,7 @@ class BatchRun:
         self.values[i] = value
         self.call_ids[i] = hit.get("call_id")
         self.cached.add(i)
+        self._written_rows.append(i)
         c = self.counters
         c["done"] += 1
         c["ok"] += 1
@@ -292,24 +316,19 @@ class BatchRun:
         self.errors[i] = (kind, message)
         self.counters["done"] += 1
         self.counters["errors"] += 1
-        self._job_rows.append((i, "error", call_ref, 0, kind, message, attempts, None))
+        self._written_rows.append(i)
+        # The log's job rows name their row (Job.errors() lists them); the run's own errors
+        # are the call's words alone (a comparison grid shows them in its cells).
+        self._job_rows.append((i, "error", call_ref, 0, kind, f"row {i}: {message}", attempts,
+                               None))
         if self.on_error == "raise" and self.stop_reason is None:
             self.stop_reason = "error"
             self.stop_error = (i, kind, message)
 
-    # -- calling ----------------------------------------------------------------------------
-
-    async def _worker(self) -> None:
-        for i in self._todo:
-            if self.stop_reason is not None:
-                self._unstarted(i)
-                continue
-            await self._row(i)
-
     def _unstarted(self, i: int) -> None:
         if self.stop_reason == BUDGET:
-            self._fail(i, BUDGET, f"row {i}: not sent, the run would have crossed its budget "
-                                  f"(${self.budget_limit:.4f} left at the start)",
+            self._fail(i, BUDGET, f"not sent, the run would have crossed its budget "
+                                  f"(${self.budget.limit:.4f} left at the start)",
                        attempts=0, call_ref=None)
             self._mirror(i, None)
 
@@ -339,6 +358,7 @@ class BatchRun:
                 self.texts[j] = self.texts[i]
                 self.values[j] = self.values[i]
                 self.cached.add(j)
+                self._written_rows.append(j)
                 c["done"] += 1
                 c["ok"] += 1
                 c["cached"] += 1
@@ -346,168 +366,85 @@ class BatchRun:
             elif self.status[i] == "error":
                 kind, message = self.errors[i]
                 self.texts[j] = self.texts[i]
-                self._fail(j, kind, f"row {j}: same request as row {i}, which failed: "
-                                    + message.split(": ", 1)[-1], attempts=0, call_ref=ref)
+                self._fail(j, kind, f"same request as row {i}, which failed: {message}",
+                           attempts=0, call_ref=ref)
 
-    async def _row(self, i: int) -> None:
-        messages = self.messages[i]
-        limit, pacer = self.limit, self.pacer
-        est_in = _estimate_in(messages)
-        pace_tokens = est_in + self._pace_out
-        retry = None
-        attempts = 0
-        ts = time.time()
-        t0 = time.perf_counter()
-        while True:
-            await limit.acquire()
-            reserve = 0.0
+    # -- calling ----------------------------------------------------------------------------
+
+    async def _worker(self) -> None:
+        gate = _Gate(self)
+        for i in self._todo:
+            if self.stop_reason is not None:
+                self._unstarted(i)
+                continue
+            messages = self.messages[i]
+            call = Call(self.route, messages, self.options, self.policy, self.price,
+                        est_in=tokens.estimate_prompt(messages), est_out=self.budget_out)
             try:
-                if pacer.active or pacer.not_before:
-                    wait = pacer.reserve(pace_tokens)
-                    while wait > 0:
-                        await asyncio.sleep(wait)
-                        wait = pacer.wait_for_pause()
-                if self.budget_limit is not None:
-                    reserve = self._reserve(est_in)
-                    if reserve is None:
-                        self.stop_reason = self.stop_reason or BUDGET
-                        if attempts == 0:
-                            self._unstarted(i)
-                        else:
-                            self._fail(i, BUDGET, f"row {i}: retry not sent, it could cross the "
-                                                  "run's budget", attempts=attempts, call_ref=None)
-                            self._mirror(i, None)
-                        return
-                if retry is None:
-                    retry = self.policy.start()
-                # Before counting the attempt: with the deadline gone, none is made.
-                timeout = retry.attempt_timeout()
-                attempts += 1
-                retry.attempts = attempts    # next_delay's max_retries and backoff count on it
-                self.requests_sent += 1
-                self.in_flight += 1
-                try:
-                    result = await providers.run(self.route, messages, self.options, stream=False,
-                                                 timeout=timeout, on_delta=None)
-                finally:
-                    self.in_flight -= 1
-            except LLMError as exc:
-                self.reserved -= reserve
-                if exc.kind == RATE_LIMIT:
-                    self.rate_limited += 1
-                    limit.on_rate_limited()
-                    pacer.pause(exc.retry_after)
-                wait = retry.next_delay(exc) if retry is not None else None
-                if wait is None or self.stop_reason is not None:
-                    self._failed_call(i, exc, attempts, ts, t0)
-                    return
-                self.retries += 1
-            except asyncio.CancelledError:
-                self.reserved -= reserve
-                if attempts:
-                    self._interrupted_call(i, attempts, ts, t0)
-                raise
-            else:
-                self.reserved -= reserve
-                limit.on_success()
-                self._succeeded(i, result, attempts, ts, t0, est_in)
-                return
-            finally:
-                limit.release()
-            await asyncio.sleep(wait)  # Retry-After or jittered backoff, without holding a slot
-
-    def _reserve(self, est_in: int) -> float | None:
-        cost = est_in * self.rate_in + self._budget_out * self.rate_out
-        if self.spent_now + self.reserved + cost > self.budget_limit:
-            return None
-        self.reserved += cost
-        return cost
+                await execute(call, sink=_RowSink(self, i), gate=gate, budget=self.budget)
+            except BudgetExceeded:
+                self.stop_reason = self.stop_reason or BUDGET
+                self._unstarted(i)
 
     # -- outcomes ---------------------------------------------------------------------------
 
-    def _call_row(self, i: int, ts: float, t0: float, attempts: int) -> dict:
-        row = self._base_row.copy()
-        msgs = self.messages[i]
-        row["ts"] = ts
-        row["prompt"] = msgs[-1].get("content")
-        row["messages"] = msgs
-        row["cache_key"] = self.keys[i] if self.cache_write else None
-        row["row_key"] = str(i)
-        row["attempts"] = attempts
-        row["duration_ms"] = (time.perf_counter() - t0) * 1000
-        return row
-
-    def _succeeded(self, i: int, result, attempts: int, ts: float, t0: float, est_in: int) -> None:
+    def _record(self, i: int, result: outcomes.Outcome) -> None:
+        """(the row's sink) Buffer row i's call and account for its outcome."""
+        if result.status == "interrupted":
+            self._buffer_call(i, result)
+            return
         self.called_done += 1
-        tin, tout = result.input_tokens, result.output_tokens
-        if self.pacer.active:
-            self.pacer.correct(est_in + self._pace_out, (tin or 0) + (tout or 0) if tin is not None else None)
-        if self.rate_in is None:
-            cost = None
+        self.requests_sent += result.attempts
+        self.retries += max(0, result.attempts - 1)
+        if result.attempts != 1:
+            self.attempts[i] = result.attempts
+        ref = self._buffer_call(i, result) if result.attempts else None
+        if not result.ok:
+            if result.error_kind == BUDGET:
+                self.stop_reason = self.stop_reason or BUDGET
+            self.texts[i] = result.text
+            self._fail(i, result.error_kind, result.error, attempts=result.attempts, call_ref=ref)
         else:
-            cost = (tin or 0) * self.rate_in + (tout or 0) * self.rate_out
-        text = result.text
-        row = self._call_row(i, ts, t0, attempts)
-        row["response"] = text
-        row["input_tokens"] = tin
-        row["output_tokens"] = tout
-        row["cost"] = cost
-        row["unpriced"] = cost is None
-        row["status"] = "ok"
+            self._succeeded(i, result, ref)
+        self._mirror(i, ref)
+        if len(self._job_rows) >= FLUSH_ROWS:
+            self._wake_flusher()
+
+    def _buffer_call(self, i: int, result: outcomes.Outcome) -> tuple:
+        key = self.keys[i] if self.cache else None
         ref = ("new", len(self._calls))
-        self._calls.append(row)
+        self._calls.append(result.row(self._base_row, self.messages[i], cache_key=key,
+                                      row_key=str(i)))
         self._new_call_rows.append(i)
+        return ref
+
+    def _succeeded(self, i: int, result: outcomes.Outcome, ref: tuple) -> None:
         c = self.counters
+        tin, tout, cost = result.input_tokens, result.output_tokens, result.cost
         c["input_tokens"] += tin or 0
         c["output_tokens"] += tout or 0
         if cost is None:
             c["unpriced"] += 1
         else:
             c["cost"] += cost
-            self.spent_now += cost
+            self.budget.spent += cost
             self._spent_unflushed += cost
-        if attempts > 1:
-            self.attempts[i] = attempts
+        text = result.text
         value, problem = self._parse(text)
         self.texts[i] = text
         if problem is not None:
             from .schema import INVALID_OUTPUT
 
-            self._fail(i, INVALID_OUTPUT, f"row {i}: {problem}", attempts=attempts, call_ref=ref)
-        else:
-            self.status[i] = "ok"
-            self.values[i] = value
-            c["done"] += 1
-            c["ok"] += 1
-            if self.cache_write and self.keys[i] is not None:
-                self._cache_entries.append((self.keys[i], ref[1], text, tin, tout))
-            self._job_rows.append((i, "ok", ref, 0, None, None, attempts, cost))
-        self._mirror(i, ref)
-        if len(self._job_rows) >= FLUSH_ROWS:
-            self._wake_flusher()
-
-    def _failed_call(self, i: int, exc: LLMError, attempts: int, ts: float, t0: float) -> None:
-        self.called_done += 1
-        row = self._call_row(i, ts, t0, attempts)
-        partial = exc.partial or None
-        row.update(status="incomplete" if partial else "error", error_kind=exc.kind,
-                   error=exc.message, response=partial)
-        ref = None
-        if attempts:
-            ref = ("new", len(self._calls))
-            self._calls.append(row)
-            self._new_call_rows.append(i)
-        self.attempts[i] = attempts
-        self._fail(i, exc.kind, f"row {i}: {exc.message}", attempts=attempts, call_ref=ref)
-        self._mirror(i, ref)
-        if len(self._job_rows) >= FLUSH_ROWS:
-            self._wake_flusher()
-
-    def _interrupted_call(self, i: int, attempts: int, ts: float, t0: float) -> None:
-        row = self._call_row(i, ts, t0, attempts)
-        row.update(status="interrupted", error_kind=INTERRUPTED, error="interrupted by the user")
-        self._calls.append(row)
-        self._new_call_rows.append(i)
+            self._fail(i, INVALID_OUTPUT, problem, attempts=result.attempts, call_ref=ref)
+            return
+        self.status[i] = "ok"
+        self.values[i] = value
+        self._written_rows.append(i)
+        c["done"] += 1
+        c["ok"] += 1
+        if self.cache and self.keys[i] is not None:
+            self._cache_entries.append((self.keys[i], ref[1], text, tin, tout))
+        self._job_rows.append((i, "ok", ref, 0, None, None, result.attempts, cost))
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -538,6 +475,7 @@ class BatchRun:
             entries, self._cache_entries = self._cache_entries, []
             rows, self._job_rows = self._job_rows, []
             owners, self._new_call_rows = self._new_call_rows, []
+            written, self._written_rows = self._written_rows, []
             spent, self._spent_unflushed = self._spent_unflushed, 0.0
             if not (calls or rows or final):
                 return
@@ -556,6 +494,7 @@ class BatchRun:
                 raise
             if calls:
                 self.session._notify(dict(calls[-1], id=ids[-1], job_rows=len(calls)))
+            self._tell(written)
 
     def _write(self, calls, entries, rows, owners, counters, status) -> list:
         """(writer thread) One transaction; then each row learns its call's id, here and not in
@@ -568,7 +507,7 @@ class BatchRun:
     # -- reporting --------------------------------------------------------------------------
 
     def snapshot(self) -> dict:
-        """Numbers for a progress display (cheap; called a few times a second)."""
+        """Numbers for a progress display."""
         c = self.counters
         now = self.finished or time.monotonic()
         called = self.called_done
@@ -599,41 +538,91 @@ class BatchRun:
         }
 
 
+class _RowSink:
+    """The executor's sink for one row (a callable object: cheaper than a closure per row)."""
+
+    __slots__ = ("run", "i")
+
+    def __init__(self, run: BatchRun, i: int):
+        self.run, self.i = run, i
+
+    def __call__(self, result: outcomes.Outcome) -> None:
+        self.run._record(self.i, result)
+
+
+class _Gate:
+    """What each attempt of a row passes through (the executor's gate): a concurrency slot,
+    then pacing; after it, the limit adapts to 429s and Retry-After pauses every row."""
+
+    __slots__ = ("run", "limit", "pacer")
+
+    def __init__(self, run: BatchRun):
+        self.run, self.limit, self.pacer = run, run.limit, run.pacer
+
+    async def enter(self, call: Call) -> None:
+        await self.limit.acquire()
+        try:
+            pacer = self.pacer
+            if pacer.active or pacer.not_before:
+                wait = pacer.reserve(call.est_in + self.run.pace_out)
+                while wait > 0:
+                    await asyncio.sleep(wait)
+                    wait = pacer.wait_for_pause()
+        except BaseException:
+            self.limit.release()
+            raise
+        self.run.in_flight += 1
+
+    def leave(self, call: Call, error: LLMError | None, answer) -> bool:
+        run = self.run
+        run.in_flight -= 1
+        self.limit.release()
+        if answer is not None:
+            self.limit.on_success()
+            if self.pacer.active and answer.input_tokens is not None:
+                self.pacer.correct(call.est_in + run.pace_out,
+                                   answer.input_tokens + (answer.output_tokens or 0))
+        elif error is not None and error.kind == RATE_LIMIT:
+            run.rate_limited += 1
+            self.limit.on_rate_limited()
+            self.pacer.pause(error.retry_after)
+        return run.stop_reason is None   # a stopping run retries nothing
+
+
+class _RunBudget:
+    """The run's budget as the executor's budget hook: an attempt holds its estimate while in
+    flight, and is refused (BudgetExceeded) if spent + held + its estimate could cross the
+    limit. No limit, or an unpriced model: nothing is held."""
+
+    def __init__(self, run: BatchRun, limit: float | None):
+        self.run = run
+        self.limit = limit
+        self.reserved = 0.0
+        self.spent = 0.0          # USD spent by this run (a resumed job's earlier spend aside)
+
+    def take(self, call: Call) -> float | None:
+        if self.limit is None:
+            return None
+        cost = call.price(call.est_in, call.est_out)
+        if cost is None:
+            return None
+        if self.spent + self.reserved + cost > self.limit:
+            raise BudgetExceeded(f"not sent: it could cross the run's budget "
+                                 f"(${self.limit:.4f} left at the start)")
+        self.reserved += cost
+        return cost
+
+    def release(self, hold: float) -> None:
+        self.reserved -= hold
+
+
 def _resolve(future: asyncio.Future) -> None:
     if not future.done():
         future.set_result(None)
 
 
-def _loggable(options: dict) -> dict:
-    """Options as logged: never credentials (the same rule as Session's single calls)."""
-    from ..redact import loggable_options
-
-    return loggable_options(options)
-
-
-def _estimate_in(messages: list) -> int:
-    chars = 0
-    for m in messages:
-        content = m.get("content")
-        chars += len(content) if type(content) is str else len(str(content or ""))
-    return chars // 4 + 4
-
-
-def _rates(session, route) -> tuple:
-    """USD per input and per output token (None, None when the model has no known price)."""
-    from .. import pricing
-
-    rin = pricing.cost_of(route.model, 1_000_000, 0, session.config.prices)
-    if rin is None:
-        return None, None
-    rout = pricing.cost_of(route.model, 0, 1_000_000, session.config.prices)
-    return rin / 1e6, (rout or 0.0) / 1e6
-
-
 def _headroom(session, budget: float | None) -> float | None:
     """USD this run may spend: its own budget, cut to what the session/day budgets leave."""
-    from .. import budget as budgets
-
     limits = []
     if budget is not None:
         if isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget < 0:

@@ -165,12 +165,12 @@ def from_frame(df, spec: PromptSpec, *, max_tokens: int) -> Requests:
             except placeholders.PlaceholderError as exc:
                 bad = str(exc)
         if bad is not None:
-            errors[i] = (BAD_INPUT, f"row {i}: {bad}; the row was not sent")
+            errors[i] = (BAD_INPUT, f"{bad}; the row was not sent")
             continue
         size = len(prompt) + (len(system) if system else 0)
         if size > limit_chars:
             longest = max(columns, key=lambda c: len(values[c]))
-            errors[i] = (CONTEXT_WINDOW, _oversized(i, size, max_tokens, f"column '{longest}'"))
+            errors[i] = (CONTEXT_WINDOW, _oversized(size, max_tokens, f"column '{longest}'"))
             continue
         prompts[i] = prompt
         messages[i] = _messages(system, prompt)
@@ -194,13 +194,13 @@ def from_list(items, spec_system: str | None, *, max_tokens: int) -> Requests:
         else:
             text = cell_text(item)
             if type(text) is not str:
-                errors[i] = (BAD_INPUT, f"row {i}: the prompt {text.reason}; the row was not sent")
+                errors[i] = (BAD_INPUT, f"the prompt {text.reason}; the row was not sent")
                 continue
             prompt = text
             msgs = _messages(spec_system, text)
         size = sum(len(str(m.get("content") or "")) for m in msgs)
         if size > limit_chars:
-            errors[i] = (CONTEXT_WINDOW, _oversized(i, size, max_tokens, "the prompt"))
+            errors[i] = (CONTEXT_WINDOW, _oversized(size, max_tokens, "the prompt"))
             continue
         prompts[i] = prompt
         messages[i] = msgs
@@ -213,8 +213,8 @@ def _messages(system: str | None, prompt: str) -> list[dict]:
     return [{"role": "user", "content": prompt}]
 
 
-def _oversized(i: int, chars: int, max_tokens: int, what: str) -> str:
-    return (f"row {i}: the prompt is about {chars // 4:,} tokens, more than "
+def _oversized(chars: int, max_tokens: int, what: str) -> str:
+    return (f"the prompt is about {chars // 4:,} tokens, more than "
             f"the {max_tokens:,} the model accepts; shorten {what} (e.g. df[col].str[:{max_tokens * 2}]); "
             "the row was not sent")
 

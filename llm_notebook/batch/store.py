@@ -30,19 +30,17 @@ def create_job(log, job: dict) -> None:
     for key in ("options", "schema"):
         if row.get(key) is not None and not isinstance(row[key], str):
             row[key] = json.dumps(row[key], sort_keys=True, default=str)
-    cols = [c for c in _JOB_COLUMNS if c in row]
-    with log.write() as db:
-        db.execute(f"INSERT INTO jobs ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
-                   [row[c] for c in cols])
+    with log.write():
+        log.db["jobs"].insert({c: row[c] for c in _JOB_COLUMNS if c in row})
 
 
 def resumable_job(log, fingerprint: str, kernel_session: str) -> dict | None:
     """The latest unfinished job with this fingerprint, if any (interrupted, or crashed)."""
-    rows = log.read("SELECT * FROM jobs WHERE fingerprint = ? ORDER BY created DESC LIMIT 1",
-                    (fingerprint,))
+    rows = log.rows_where("jobs", "fingerprint = ?", [fingerprint], order_by="created DESC",
+                          limit=1)
     if not rows:
         return None
-    job = dict(rows[0])
+    job = rows[0]
     if job["status"] == "done":
         return None
     if job["status"] == "running" and job["kernel_session"] != kernel_session \
@@ -95,20 +93,19 @@ def write_progress(log, job_id: str, calls: Sequence[dict], cache_entries: Itera
 
 
 def job(log, job_id: str) -> dict | None:
-    rows = log.read("SELECT * FROM jobs WHERE id = ?", (job_id,))
+    rows = log.rows_where("jobs", "id = ?", [job_id])
     if not rows:
-        rows = log.read("SELECT * FROM jobs WHERE id LIKE ? ORDER BY created DESC LIMIT 2",
-                        (job_id + "%",))
+        rows = log.rows_where("jobs", "id LIKE ?", [job_id + "%"], order_by="created DESC",
+                              limit=2)
         if len(rows) != 1:
             return None
-    return dict(rows[0])
+    return rows[0]
 
 
 def jobs(log, limit: int = 50) -> list[dict]:
-    return [dict(r) for r in log.read(
-        "SELECT id, created, finished, status, model, prompt, rows, done, ok, errors, cached, "
-        "input_tokens, output_tokens, cost, unpriced, notebook FROM jobs "
-        "ORDER BY created DESC LIMIT ?", (int(limit),))]
+    return log.rows_where("jobs", select="id, created, finished, status, model, prompt, rows, "
+                          "done, ok, errors, cached, input_tokens, output_tokens, cost, unpriced, "
+                          "notebook", order_by="created DESC", limit=int(limit))
 
 
 def job_rows(log, job_id: str, *, errors_only: bool = False) -> list[dict]:

@@ -2,26 +2,22 @@
 
 Cells are grouped by model (and options: saved templates may carry their own), one batch run
 (llm_notebook.batch.engine.BatchRun) per group, all groups at once: each run brings the engine's
-concurrency, pacing (rpm/tpm per model), retry policy, cache and log rows. The engine has no
-per-row callback, so a watcher reads each run's per-row state (`status`, `texts`, `errors`,
-`call_ids`) every SCAN_SECONDS and hands the cells that finished to the grid; a cell's tokens,
-cost and latency come from its call row once the engine has flushed it (for a cache hit: the
-call that made the cached answer). When every group is done, the LLM-judged checks (rubrics)
-run as batch runs of their own, one call per distinct request.
+concurrency, pacing (rpm/tpm per model), retry policy, cache and log rows. Each run tells which
+of its rows it has written (`BatchRun.on_rows`, after every flush); those cells are handed to
+the grid with their answer or error and the tokens, cost and latency of their call row (for a
+cache hit: the call that made the cached answer). When every group is done, the LLM-judged
+checks (rubrics) run as batch runs of their own, one call per distinct request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import re
 
 from ..batch import api as batch_api
 from . import store
 
-SCAN_SECONDS = 0.1
 STOPPED = "stopped"
-_ROW_PREFIX = re.compile(r"^row \d+: ")
 
 
 class _Group:
@@ -31,7 +27,8 @@ class _Group:
         self.cells = cells
         self.run = run
         self.reported: set[int] = set()
-        self.finished = False
+        self.written: list[int] = []        # rows the run has written, not yet reported
+        self.reporting: asyncio.Future | None = None
 
 
 def _options_key(options: dict) -> str:
@@ -68,6 +65,7 @@ class Execution:
                                        model=model, options=dict(group[0].options), cache=cache,
                                        budget=share, **_run_kwargs(grid.run_options))
             self.groups.append(_Group(group, run))
+            run.on_rows(lambda rows, g=self.groups[-1]: self._written(g, rows))
 
     @property
     def spent(self) -> float:
@@ -84,7 +82,6 @@ class Execution:
     async def run(self) -> None:
         self._lock = asyncio.Lock()
         tasks = [asyncio.ensure_future(self._run_group(g)) for g in self.groups]
-        watcher = asyncio.ensure_future(self._watch())
         try:
             await asyncio.gather(*tasks)
             # Judged once all answers are in: equal requests judged once, and no two judge runs
@@ -96,57 +93,52 @@ class Execution:
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
         finally:
-            watcher.cancel()
-            await asyncio.gather(watcher, return_exceptions=True)
             for g in self.groups:  # report whatever is left (e.g. after Ctrl-C)
-                g.finished = True
-                await self._scan(g)
+                await self._report(g, final=True)
 
     async def _run_group(self, group: _Group) -> None:
         try:
             await group.run.run()
         finally:
-            group.finished = True
-            await self._scan(group)
-
-    async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(SCAN_SECONDS)
-            for group in self.groups:
-                if not group.finished:
-                    await self._scan(group)
+            if group.reporting is not None:
+                await asyncio.gather(group.reporting, return_exceptions=True)
+            await self._report(group, final=True)
 
     # -- reporting cells --------------------------------------------------------------------
 
-    async def _scan(self, group: _Group) -> None:
+    def _written(self, group: _Group, rows: list[int]) -> None:
+        """(the run's on_rows event) Report the rows the run has just written."""
+        group.written.extend(rows)
+        if group.reporting is None or group.reporting.done():
+            group.reporting = asyncio.ensure_future(self._report(group))
+
+    async def _report(self, group: _Group, *, final: bool = False) -> None:
+        """Hand the grid the cells the run has written (all the rest too, when `final`)."""
         async with self._lock:
-            run, final = group.run, group.finished
-            ready = []
-            for j in range(len(group.cells)):
-                if j in group.reported:
-                    continue
-                status = run.status[j]
-                if status is None and not final:
-                    continue
-                # A call's numbers are readable once the engine has written its row.
-                waits_for_row = (status is not None and run.call_ids[j] is None and not final
-                                 and not (status == "error" and not run.attempts.get(j)))
-                if not waits_for_row:
-                    ready.append(j)
-            if not ready:
-                return
-            ids = [run.call_ids[j] for j in ready if run.call_ids[j] is not None]
-            metrics = {}
-            if ids:
-                loop = asyncio.get_running_loop()
-                metrics = await loop.run_in_executor(None, store.call_metrics, self.session.log, ids)
-            done = []
-            for j in ready:
-                group.reported.add(j)
-                cell = group.cells[j]
-                _take(cell, run, j, metrics.get(run.call_ids[j]) if run.call_ids[j] else None)
-                done.append(cell)
-            self.grid._cells_done(done, judged_later=bool(self.grid.judged_checks))
+            run = group.run
+            while group.written or final:
+                rows, group.written[:] = list(group.written), []
+                if final:
+                    rows += [j for j in range(len(group.cells)) if run.status[j] is None]
+                    final = False
+                ready = [j for j in dict.fromkeys(rows) if j not in group.reported]
+                if ready:
+                    await self._hand_over(group, ready)
+
+    async def _hand_over(self, group: _Group, ready: list[int]) -> None:
+        run = group.run
+        ids = [run.call_ids[j] for j in ready if run.call_ids[j] is not None]
+        metrics = {}
+        if ids:
+            loop = asyncio.get_running_loop()
+            metrics = await loop.run_in_executor(None, store.call_metrics, self.session.log, ids)
+        done = []
+        for j in ready:
+            group.reported.add(j)
+            cell = group.cells[j]
+            _take(cell, run, j, metrics.get(run.call_ids[j]) if run.call_ids[j] else None)
+            done.append(cell)
+        self.grid._cells_done(done, judged_later=bool(self.grid.judged_checks))
 
     # -- LLM-judged checks ------------------------------------------------------------------
 
@@ -194,8 +186,7 @@ def _verdict(run, j: int, check) -> tuple[bool, str]:
     if run.status[j] == "ok":
         return check.verdict(run.texts[j] or "")
     if run.status[j] == "error":
-        message = _ROW_PREFIX.sub("", run.errors.get(j, ("", "failed"))[1])
-        return False, f"the judge's call failed: {message}"
+        return False, f"the judge's call failed: {run.errors.get(j, ('', 'failed'))[1]}"
     return False, "not judged: the run was stopped"
 
 
@@ -208,7 +199,7 @@ def _take(cell, run, j: int, metrics: dict | None) -> None:
         cell.error = cell.error_kind = None
     elif status == "error":
         kind, message = run.errors.get(j, ("error", "failed"))
-        cell.status, cell.error_kind, cell.error = "error", kind, _ROW_PREFIX.sub("", message)
+        cell.status, cell.error_kind, cell.error = "error", kind, message
         cell.output = run.texts[j]
     else:
         cell.status, cell.error_kind = "error", STOPPED

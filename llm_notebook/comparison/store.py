@@ -8,8 +8,6 @@ import json
 import time
 from collections.abc import Iterable, Sequence
 
-_CHUNK = 900  # SQLite's bound-parameter limit is 999
-
 
 def create_comparison(log, row: dict) -> None:
     now = time.time()
@@ -18,9 +16,8 @@ def create_comparison(log, row: dict) -> None:
         values[key] = json.dumps(values.get(key) or [], ensure_ascii=False, default=str)
     cols = ("id", "created", "updated", "prompts", "models", "inputs", "checks", "cells",
             "notebook", "cell_id", "kernel_session")
-    with log.write() as db:
-        db.execute(f"INSERT INTO comparisons ({', '.join(cols)}) "
-                   f"VALUES ({', '.join('?' for _ in cols)})", [values.get(c) for c in cols])
+    with log.write():
+        log.db["comparisons"].insert({c: values.get(c) for c in cols})
 
 
 def update_comparison(log, comparison_id: str, *, ok: int, errors: int, cost: float,
@@ -37,21 +34,19 @@ def update_comparison(log, comparison_id: str, *, ok: int, errors: int, cost: fl
 
 
 def comparison(log, comparison_id: str) -> dict | None:
-    rows = log.read("SELECT * FROM comparisons WHERE id = ?", (comparison_id,))
-    return dict(rows[0]) if rows else None
+    rows = log.rows_where("comparisons", "id = ?", [comparison_id])
+    return rows[0] if rows else None
+
+
+_RATING = ("cell_key", "thumb", "score", "comment", "updated")
+_METRICS = ("id", "input_tokens", "output_tokens", "cost", "unpriced", "duration_ms")
 
 
 def ratings_for(log, keys: Iterable[str]) -> dict[str, dict]:
     """The saved rating of each cell key that has one."""
-    keys = list(dict.fromkeys(k for k in keys if k))
-    found: dict[str, dict] = {}
-    for start in range(0, len(keys), _CHUNK):
-        chunk = keys[start:start + _CHUNK]
-        marks = ",".join("?" for _ in chunk)
-        for row in log.read(f"SELECT cell_key, thumb, score, comment, updated FROM ratings "
-                            f"WHERE cell_key IN ({marks})", chunk):
-            found[row["cell_key"]] = dict(row)
-    return found
+    return {row[0]: dict(zip(_RATING, row)) for row in log.select_in(
+        f"SELECT {', '.join(_RATING)} FROM ratings WHERE cell_key IN ({{in}})",
+        (k for k in keys if k))}
 
 
 def save_rating(log, cell_key: str, *, thumb: int | None, score: float | None,
@@ -76,12 +71,6 @@ def save_rating(log, cell_key: str, *, thumb: int | None, score: float | None,
 
 def call_metrics(log, call_ids: Iterable[int]) -> dict[int, dict]:
     """Tokens, cost and latency of calls by id (a cached cell shows its original call's)."""
-    ids = list(dict.fromkeys(i for i in call_ids if i is not None))
-    found: dict[int, dict] = {}
-    for start in range(0, len(ids), _CHUNK):
-        chunk = ids[start:start + _CHUNK]
-        marks = ",".join("?" for _ in chunk)
-        for row in log.read(f"SELECT id, input_tokens, output_tokens, cost, unpriced, duration_ms "
-                            f"FROM calls WHERE id IN ({marks})", chunk):
-            found[row["id"]] = dict(row)
-    return found
+    return {row[0]: dict(zip(_METRICS, row)) for row in log.select_in(
+        f"SELECT {', '.join(_METRICS)} FROM calls WHERE id IN ({{in}})",
+        (i for i in call_ids if i is not None))}

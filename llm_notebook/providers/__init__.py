@@ -1,14 +1,17 @@
 """Where a model id leads: the embedded model, a lean OpenAI-compatible HTTP client, or litellm.
 
-`resolve()` turns a model id (after aliases) into a Route; `run()` performs one attempt of a
-call on a Route. Only `litellm_route.py` imports litellm, and only when a call needs it.
+`resolve()` turns a model id (after aliases) into a Route; `chunks()` opens one attempt of a call
+on a Route as an async iterator of chunks: text deltas (str) as they arrive, then one `Finish`
+with the provider's usage. A provider only produces chunks and classifies its own errors:
+timeouts, time to first token, partial text and retries belong to llm_notebook.call.
+Only `litellm_route.py` imports litellm, and only when a call needs it.
 """
 
 from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import AsyncIterator
 
 from .. import keys, pricing
 from .. import options as call_options
@@ -93,14 +96,17 @@ class Route:
     endpoint: str | None = None         # endpoint name, for cache keys and logs
 
 
-@dataclass
-class Result:
-    """What one successful attempt produced."""
-    text: str = ""
+@dataclass(slots=True)
+class Finish:
+    """The last chunk of a complete answer: the provider's token counts and finish reason.
+
+    `text` holds the whole answer when it came in one piece (a non-streamed response); a
+    streamed answer's text came before it as str chunks. A producer whose answer was cut short
+    ends without a Finish."""
+    text: str | None = None
     input_tokens: int | None = None
     output_tokens: int | None = None
     finish_reason: str | None = None
-    ttft_ms: float | None = None
 
 
 def known_providers() -> set[str]:
@@ -212,37 +218,33 @@ def _unknown_model_message(model: str, endpoints: dict, aliases: dict) -> str:
 
 
 async def prepare(route: Route) -> None:
-    """Load what a route needs before a call's deadline starts. litellm's first import takes
-    3-5 s: counted against a deadline it would fail the first call, and run on the event loop
-    it would stall every other call in flight, so it runs in a thread, outside the clock."""
+    """Load what a route needs before a call's deadline starts, in a thread: litellm's first
+    import (3-5 s) or the embedded model's weights. Counted against a deadline it would fail the
+    first call, and run on the event loop it would stall every other call in flight."""
+    import asyncio
+
     if route.kind == "litellm":
         from . import litellm_route
 
-        if litellm_route._litellm is None:
-            import asyncio
-
+        if not litellm_route.loaded():
             await asyncio.get_running_loop().run_in_executor(None, litellm_route.get_litellm)
-
-
-async def run(route: Route, messages: list[dict], options: dict, *, stream: bool,
-              timeout: float, on_delta: Callable[[str], None] | None) -> Result:
-    """One attempt of a call. Raises LLMError (already classified and redacted)."""
-    if route.kind == "local":
+    elif route.kind == "local":
         from . import local
 
-        return await local.run(route, messages, options, stream=stream, timeout=timeout,
-                               on_delta=on_delta)
-    if route.kind == "http":
-        from . import http
-
-        return await http.run(route, messages, options, stream=stream, timeout=timeout,
-                              on_delta=on_delta)
-    from . import litellm_route
-
-    return await litellm_route.run(route, messages, options, stream=stream, timeout=timeout,
-                                   on_delta=on_delta)
+        if not local.loaded():
+            await asyncio.get_running_loop().run_in_executor(None, local.get_model)
 
 
-def estimate_tokens(text: str) -> int:
-    """A cheap token estimate (about 4 characters a token) for pacing and budgets."""
-    return max(1, len(text) // 4)
+def chunks(route: Route, messages: list[dict], options: dict, *, stream: bool,
+           timeout: float) -> AsyncIterator["str | Finish"]:
+    """One attempt of a call: text chunks, then a Finish. Raises LLMError (already classified
+    and redacted). `stream=False` asks the provider for one whole response where it can;
+    `timeout` is the provider's own network timeout (the attempt enforces the gap between
+    chunks and the deadline whatever the provider does)."""
+    if route.kind == "local":
+        from . import local as producer
+    elif route.kind == "http":
+        from . import http as producer
+    else:
+        from . import litellm_route as producer
+    return producer.chunks(route, messages, options, stream=stream, timeout=timeout)

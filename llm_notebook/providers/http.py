@@ -1,4 +1,4 @@
-"""A lean client for OpenAI-compatible endpoints (aiohttp).
+"""A lean client for OpenAI-compatible endpoints (aiohttp): a chunk producer for the call pipeline.
 
 litellm spends about 5 ms of CPU per call, which caps a 2-core machine far below what the
 network allows at high concurrency. For endpoints that speak the OpenAI chat API (custom
@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import weakref
-from typing import Callable
+from typing import AsyncIterator
 
 from .. import options as call_options
 from ..errors import (AUTH, BAD_REQUEST, CONNECTION, CONTEXT_WINDOW, INCOMPLETE, INVALID_RESPONSE,
-                      RATE_LIMIT, SERVER, TIMEOUT, LLMError)
-from . import Result, Route
+                      RATE_LIMIT, SERVER, LLMError)
+from . import Finish, Route, without_userinfo
 
 _sessions: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, object]" = weakref.WeakKeyDictionary()
 
@@ -82,8 +81,10 @@ def classify(status: int, text: str, retry_after: str | None) -> LLMError:
                     status=status, retry_after=ra)
 
 
-async def run(route: Route, messages: list[dict], options: dict, *, stream: bool,
-              timeout: float, on_delta: Callable[[str], None] | None) -> Result:
+async def chunks(route: Route, messages: list[dict], options: dict, *, stream: bool,
+                 timeout: float) -> AsyncIterator["str | Finish"]:
+    """One attempt: POST the request; yield the stream's text deltas and a Finish, or one Finish
+    holding a whole (non-streamed) answer. A stream cut short ends without a Finish."""
     import aiohttp
 
     url = route.base_url.rstrip("/") + "/chat/completions"
@@ -92,87 +93,108 @@ async def run(route: Route, messages: list[dict], options: dict, *, stream: bool
     if route.api_key:
         headers["Authorization"] = f"Bearer {route.api_key}"
     body = build_body(route, messages, options, stream)
-    started = time.perf_counter()
-    result = Result()
-    parts: list[str] = []
+    # The attempt (llm_notebook/call/attempt.py) cuts the wait for each chunk and the deadline;
+    # aiohttp only bounds connecting (no read timer of its own: one timer a request is enough).
+    limits = aiohttp.ClientTimeout(total=None, sock_connect=timeout)
     try:
-        async with asyncio.timeout(timeout) if not stream else _nullcontext():
-            async with _session().post(url, data=body, headers=headers,
-                                       timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout,
-                                                                     sock_read=timeout)) as resp:
-                if resp.status >= 400:
-                    raise classify(resp.status, await resp.text(), resp.headers.get("Retry-After"))
-                if not stream:
-                    raw = await resp.read()
-                    try:
-                        data = json.loads(raw)
-                        choice = data["choices"][0]
-                        result.text = choice["message"].get("content") or ""
-                        result.finish_reason = choice.get("finish_reason")
-                    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-                        raise LLMError(f"provider sent an unreadable response ({exc.__class__.__name__})",
-                                       kind=INVALID_RESPONSE) from None
-                    _usage(result, data.get("usage"))
-                    return result
-                done = False
-                async for line in resp.content:
-                    if not line.startswith(b"data:"):
-                        continue
-                    payload = line[5:].strip()
-                    if payload == b"[DONE]":
-                        done = True
-                        break
-                    try:
-                        chunk = json.loads(payload)
-                    except ValueError:
-                        raise LLMError("provider sent an unreadable stream chunk",
-                                       kind=INVALID_RESPONSE if not parts else INCOMPLETE,
-                                       partial="".join(parts)) from None
-                    if chunk.get("usage"):
-                        _usage(result, chunk["usage"])
-                    for choice in chunk.get("choices") or ():
-                        delta = (choice.get("delta") or {}).get("content")
-                        if delta:
-                            if result.ttft_ms is None:
-                                result.ttft_ms = (time.perf_counter() - started) * 1000
-                            parts.append(delta)
-                            if on_delta is not None:
-                                on_delta(delta)
-                        if choice.get("finish_reason"):
-                            result.finish_reason = choice["finish_reason"]
-                if not done and result.finish_reason is None:
-                    raise LLMError("the stream ended before the response was complete",
-                                   kind=INCOMPLETE, partial="".join(parts))
-                result.text = "".join(parts)
-                return result
+        async with _session().post(url, data=body, headers=headers, timeout=limits) as resp:
+            if resp.status >= 400:
+                raise classify(resp.status, await resp.text(), resp.headers.get("Retry-After"))
+            if not stream:
+                yield _whole_answer(await resp.read())
+                return
+            finish = Finish()
+            done = False
+            pieces = 0
+            async for line in resp.content:
+                if not line.startswith(b"data:"):
+                    continue
+                payload = line[5:].strip()
+                if payload == b"[DONE]":
+                    done = True
+                    break
+                try:
+                    chunk = json.loads(payload)
+                except ValueError:
+                    raise LLMError("provider sent an unreadable stream chunk",
+                                   kind=INVALID_RESPONSE) from None
+                if chunk.get("usage"):
+                    _usage(finish, chunk["usage"])
+                for choice in chunk.get("choices") or ():
+                    delta = (choice.get("delta") or {}).get("content")
+                    if delta:
+                        pieces += 1
+                        yield delta
+                    if choice.get("finish_reason"):
+                        finish.finish_reason = choice["finish_reason"]
+            if done or finish.finish_reason is not None:
+                if finish.input_tokens is None:
+                    _counted(finish, messages, pieces)
+                yield finish
     except LLMError:
         raise
-    except (asyncio.TimeoutError, TimeoutError):
-        raise LLMError(f"no answer within {timeout:.1f} s", kind=TIMEOUT if not parts else INCOMPLETE,
-                       partial="".join(parts)) from None
+    except TimeoutError:  # connecting (the attempt itself cuts every other wait)
+        raise LLMError(f"could not connect to {without_userinfo(route.base_url)} within {timeout:g} s",
+                       kind=CONNECTION) from None
     except aiohttp.ClientPayloadError:
-        raise LLMError("the connection dropped mid-response", kind=INCOMPLETE,
-                       partial="".join(parts)) from None
+        raise LLMError("the connection dropped mid-response", kind=INCOMPLETE) from None
     except (aiohttp.ClientError, OSError) as exc:
-        kind = INCOMPLETE if parts else CONNECTION
-        from . import without_userinfo
-
         raise LLMError(f"connection to {without_userinfo(route.base_url)} failed: "
-                       f"{exc.__class__.__name__}: {exc}", kind=kind, partial="".join(parts)) from None
+                       f"{exc.__class__.__name__}: {exc}", kind=CONNECTION) from None
 
 
-def _usage(result: Result, usage: dict | None) -> None:
+def _whole_answer(raw: bytes) -> Finish:
+    try:
+        data = json.loads(raw)
+        choice = data["choices"][0]
+        finish = Finish(text=choice["message"].get("content") or "",
+                        finish_reason=choice.get("finish_reason"))
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+        raise LLMError(f"provider sent an unreadable response ({exc.__class__.__name__})",
+                       kind=INVALID_RESPONSE) from None
+    _usage(finish, data.get("usage"))
+    return finish
+
+
+def _counted(finish: Finish, messages: list[dict], pieces: int) -> None:
+    """Token counts for a stream whose server reported no usage (llama.cpp's server ignores
+    stream_options): its prompt estimated as budgets estimate it, its output one token per
+    chunk (how such servers stream), as litellm counts streams without usage."""
+    from ..tokens import estimate_prompt
+
+    finish.input_tokens = estimate_prompt(messages)
+    finish.output_tokens = pieces
+
+
+def _usage(finish: Finish, usage: dict | None) -> None:
     if usage:
-        result.input_tokens = usage.get("prompt_tokens")
-        result.output_tokens = usage.get("completion_tokens")
+        finish.input_tokens = usage.get("prompt_tokens")
+        finish.output_tokens = usage.get("completion_tokens")
 
 
-class _nullcontext:
-    async def __aenter__(self):
-        return self
+def list_models(base_url: str, api_key: str | None, *, timeout: float = 3.0) -> list[str]:
+    """The model ids an OpenAI-compatible server lists at GET /models (blocking: for
+    Session.models() and the model picker). Raises LLMError, redacted."""
+    import urllib.error
+    import urllib.request
 
-    async def __aexit__(self, *exc):
-        return False
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    request = urllib.request.Request(base_url.rstrip("/") + "/models", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
+            data = json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        raise classify(exc.code, exc.read().decode("utf-8", "replace"),
+                       exc.headers.get("Retry-After")) from None
+    except (OSError, ValueError) as exc:
+        raise LLMError(f"could not list the models of {without_userinfo(base_url)}: "
+                       f"{exc.__class__.__name__}",
+                       kind=CONNECTION) from None
+    entries = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise LLMError(f"{without_userinfo(base_url)}/models did not answer with a model list",
+                       kind=INVALID_RESPONSE)
+    return [str(e["id"]) for e in entries if isinstance(e, dict) and e.get("id")]
 
 
 async def close_all() -> None:

@@ -1,44 +1,66 @@
-"""The one place litellm is imported (lazily: it takes 3-5 s).
+"""The one place litellm is imported (lazily: it takes 3-5 s), and a chunk producer over it.
 
-litellm's own retries are switched off (ours honour a deadline and Retry-After), its debug
-banners are silenced, and its errors are classified into our kinds and redacted.
+Nothing about litellm is set globally by calling it: retries (ours honour a deadline and
+Retry-After, litellm's would multiply attempts) and dropping unsupported params are passed with
+every call. Three things are done to the litellm module when it is first loaded, and only then:
+- its price map is read from its offline copy (LITELLM_LOCAL_MODEL_COST_MAP set for the
+  duration of the import only, unless the user set it): the import must not reach the network;
+- its "Give Feedback / Get Help" banners, printed into the notebook on every error, are
+  silenced (`suppress_debug_info`, which litellm reads from its module only);
+- the embedded model is registered as litellm's `local` custom provider, so code that calls
+  litellm directly can use `local/smollm2` too (an entry named `local` only).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import time
-from typing import Callable
+import queue
+import threading
+from typing import AsyncIterator
 
-from ..errors import (AUTH, BAD_REQUEST, CONNECTION, CONTEXT_WINDOW, INCOMPLETE, INVALID_RESPONSE,
+from ..errors import (AUTH, BAD_REQUEST, CONNECTION, CONTEXT_WINDOW, INVALID_RESPONSE,
                       RATE_LIMIT, SERVER, TIMEOUT, LLMError)
-from . import Result, Route
+from . import Finish, Route
 
 _litellm = None
+_import_lock = threading.Lock()
 
 _SKIP = {"timeout", "stream", "deadline", "max_retries", "num_retries", "base_url"}
+# Passed with every call: no retries of litellm's own, params a provider lacks dropped.
+_PER_CALL = {"num_retries": 0, "max_retries": 0, "drop_params": True}
+
+
+def loaded() -> bool:
+    return _litellm is not None
 
 
 def get_litellm():
-    """Import and configure litellm once."""
+    """Import litellm once (offline price map), silence its banners, register local/smollm2."""
     global _litellm
-    if _litellm is None:
-        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-        import litellm
-
-        litellm.suppress_debug_info = True
-        litellm.num_retries = 0
-        litellm.drop_params = True
-        litellm.telemetry = False
-        from . import local
-
-        local.register_with_litellm(litellm)
-        _litellm = litellm
+    with _import_lock:
+        if _litellm is None:
+            litellm = _import_offline()
+            litellm.suppress_debug_info = True
+            _register_local_model(litellm)
+            _litellm = litellm
     return _litellm
 
 
-def classify(exc: BaseException, partial: str = "") -> LLMError:
+def _import_offline():
+    variable = "LITELLM_LOCAL_MODEL_COST_MAP"
+    preset = variable in os.environ
+    if not preset:
+        os.environ[variable] = "True"
+    try:
+        import litellm
+    finally:
+        if not preset:
+            os.environ.pop(variable, None)
+    return litellm
+
+
+def classify(exc: BaseException) -> LLMError:
     litellm = get_litellm()
     status = getattr(exc, "status_code", None)
     text = f"{exc.__class__.__name__}: {exc}"
@@ -58,30 +80,27 @@ def classify(exc: BaseException, partial: str = "") -> LLMError:
     elif isinstance(exc, (litellm.AuthenticationError, litellm.PermissionDeniedError)) or status in (401, 403):
         kind = AUTH
     elif isinstance(exc, litellm.Timeout):
-        kind = TIMEOUT if not partial else INCOMPLETE
+        kind = TIMEOUT
     elif isinstance(exc, (litellm.BadRequestError, litellm.NotFoundError)) or (status and 400 <= status < 500):
         kind = BAD_REQUEST
         if "context length" in text.lower() or "context_length" in text.lower():
             kind = CONTEXT_WINDOW
     elif isinstance(exc, litellm.APIConnectionError):
-        kind = INCOMPLETE if partial else CONNECTION
-        if status and status >= 500:
-            kind = SERVER
+        kind = SERVER if status and status >= 500 else CONNECTION
     elif status and status >= 500:
         kind = SERVER
     elif isinstance(exc, (ValueError, KeyError)):
         kind = INVALID_RESPONSE
     else:
-        kind = INCOMPLETE if partial else SERVER
+        kind = SERVER
     # Redact before cutting: a key cut in half is no longer recognised, and half a key leaks.
     from ..redact import redact
 
-    return LLMError(redact(text)[:800], kind=kind, status=status, retry_after=retry_after,
-                    partial=partial)
+    return LLMError(redact(text)[:800], kind=kind, status=status, retry_after=retry_after)
 
 
-async def run(route: Route, messages: list[dict], options: dict, *, stream: bool,
-              timeout: float, on_delta: Callable[[str], None] | None) -> Result:
+async def chunks(route: Route, messages: list[dict], options: dict, *, stream: bool,
+                 timeout: float) -> AsyncIterator["str | Finish"]:
     litellm = get_litellm()
     kwargs = {k: v for k, v in options.items() if k not in _SKIP and v is not None}
     if route.base_url:
@@ -91,54 +110,126 @@ async def run(route: Route, messages: list[dict], options: dict, *, stream: bool
     model = route.api_model
     if route.endpoint:  # a named endpoint routed through litellm speaks the OpenAI API
         model = f"openai/{route.api_model}"
-    started = time.perf_counter()
-    result = Result()
-    parts: list[str] = []
     try:
-        async with asyncio.timeout(timeout):
-            if not stream:
-                resp = await litellm.acompletion(model=model, messages=messages, timeout=timeout,
-                                                 num_retries=0, max_retries=0, **kwargs)
-                choice = resp.choices[0]
-                result.text = choice.message.content or ""
-                result.finish_reason = choice.finish_reason
-                usage = getattr(resp, "usage", None)
-                if usage:
-                    result.input_tokens = usage.prompt_tokens
-                    result.output_tokens = usage.completion_tokens
-                return result
+        if not stream:
             resp = await litellm.acompletion(model=model, messages=messages, timeout=timeout,
-                                             stream=True, stream_options={"include_usage": True},
-                                             num_retries=0, max_retries=0, **kwargs)
-            async for chunk in resp:
-                usage = getattr(chunk, "usage", None)
-                if usage and getattr(usage, "prompt_tokens", None) is not None:
-                    result.input_tokens = usage.prompt_tokens
-                    result.output_tokens = usage.completion_tokens
-                for choice in chunk.choices or ():
-                    delta = getattr(choice.delta, "content", None) if choice.delta else None
-                    if delta:
-                        if result.ttft_ms is None:
-                            result.ttft_ms = (time.perf_counter() - started) * 1000
-                        parts.append(delta)
-                        if on_delta is not None:
-                            on_delta(delta)
-                    if choice.finish_reason:
-                        result.finish_reason = choice.finish_reason
-            result.text = "".join(parts)
-            if result.finish_reason is None:
-                raise LLMError("the stream ended before the response was complete",
-                               kind=INCOMPLETE, partial=result.text)
-            if result.input_tokens is None:
-                result.input_tokens = litellm.token_counter(model=model, messages=messages)
-                result.output_tokens = litellm.token_counter(model=model, text=result.text)
-            return result
+                                             **_PER_CALL, **kwargs)
+            choice = resp.choices[0]
+            usage = getattr(resp, "usage", None)
+            yield Finish(text=choice.message.content or "", finish_reason=choice.finish_reason,
+                         input_tokens=usage.prompt_tokens if usage else None,
+                         output_tokens=usage.completion_tokens if usage else None)
+            return
+        resp = await litellm.acompletion(model=model, messages=messages, timeout=timeout,
+                                         stream=True, stream_options={"include_usage": True},
+                                         **_PER_CALL, **kwargs)
+        finish = Finish()
+        parts: list[str] = []
+        async for chunk in resp:
+            usage = getattr(chunk, "usage", None)
+            if usage and getattr(usage, "prompt_tokens", None) is not None:
+                finish.input_tokens = usage.prompt_tokens
+                finish.output_tokens = usage.completion_tokens
+            for choice in chunk.choices or ():
+                delta = getattr(choice.delta, "content", None) if choice.delta else None
+                if delta:
+                    parts.append(delta)
+                    yield delta
+                if choice.finish_reason:
+                    finish.finish_reason = choice.finish_reason
+        if finish.finish_reason is None:
+            return                       # cut short: the attempt calls it incomplete
+        if finish.input_tokens is None:  # a provider that reports no usage for streams
+            finish.input_tokens = litellm.token_counter(model=model, messages=messages)
+            finish.output_tokens = litellm.token_counter(model=model, text="".join(parts))
+        yield finish
     except LLMError:
         raise
-    except asyncio.CancelledError:
-        raise
-    except (asyncio.TimeoutError, TimeoutError):
-        raise LLMError(f"no answer within {timeout:.1f} s", kind=TIMEOUT if not parts else INCOMPLETE,
-                       partial="".join(parts)) from None
+    except TimeoutError:
+        raise LLMError(f"no answer within {timeout:g} s", kind=TIMEOUT) from None
     except Exception as exc:  # litellm raises many types; classify them all
-        raise classify(exc, "".join(parts)) from None
+        raise classify(exc) from None
+
+
+# -- the embedded model as litellm's `local` custom provider --------------------------------------
+
+def _register_local_model(litellm) -> None:
+    """Make `litellm.completion(model="local/smollm2", ...)` run the embedded model."""
+    from . import local
+
+    class SmolLM2Provider(litellm.CustomLLM):
+        def completion(self, *args, **kwargs):
+            text, finish = _collect(local.generate(_messages(args, kwargs), _options(kwargs),
+                                                   threading.Event()))
+            return litellm.ModelResponse(
+                model="local/smollm2",
+                choices=[{"index": 0, "finish_reason": finish.finish_reason or "stop",
+                          "message": {"role": "assistant", "content": text}}],
+                usage=_usage(finish))
+
+        async def acompletion(self, *args, **kwargs):
+            return await asyncio.get_running_loop().run_in_executor(
+                local.worker(), lambda: self.completion(*args, **kwargs))
+
+        def streaming(self, *args, **kwargs):
+            events: queue.Queue = queue.Queue()
+            stop = threading.Event()
+            generation = local.generate(_messages(args, kwargs), _options(kwargs), stop)
+
+            def produce():
+                try:
+                    for piece in generation:
+                        events.put(piece)
+                except BaseException as exc:  # handed to the consumer, raised there
+                    events.put(exc)
+                events.put(None)
+
+            local.worker().submit(produce)
+            try:
+                while (piece := events.get()) is not None:
+                    if isinstance(piece, BaseException):
+                        raise piece
+                    yield _stream_chunk(piece)
+            finally:
+                stop.set()  # an abandoned stream stops generating at the next token
+
+        async def astreaming(self, *args, **kwargs):
+            async for piece in local.chunks(None, _messages(args, kwargs), _options(kwargs),
+                                            stream=True, timeout=0):
+                yield _stream_chunk(piece)
+
+    handler = SmolLM2Provider()
+    others = [p for p in (litellm.custom_provider_map or []) if p.get("provider") != "local"]
+    litellm.custom_provider_map = others + [{"provider": "local", "custom_handler": handler}]
+
+
+def _messages(args, kwargs) -> list[dict]:
+    return kwargs.get("messages") or (args[1] if len(args) > 1 else [])
+
+
+def _options(kwargs) -> dict:
+    return dict(kwargs.get("optional_params") or {})
+
+
+def _collect(generation) -> tuple[str, Finish]:
+    parts, finish = [], Finish()
+    for piece in generation:
+        if isinstance(piece, Finish):
+            finish = piece
+        else:
+            parts.append(piece)
+    return "".join(parts), finish
+
+
+def _usage(finish: Finish) -> dict:
+    tin, tout = finish.input_tokens or 0, finish.output_tokens or 0
+    return {"prompt_tokens": tin, "completion_tokens": tout, "total_tokens": tin + tout}
+
+
+def _stream_chunk(piece: "str | Finish") -> dict:
+    """A litellm GenericStreamingChunk: one delta, or the end with its usage."""
+    if isinstance(piece, Finish):
+        return {"text": "", "is_finished": True, "finish_reason": piece.finish_reason or "stop",
+                "index": 0, "tool_use": None, "usage": _usage(piece)}
+    return {"text": piece, "is_finished": False, "finish_reason": "", "usage": None, "index": 0,
+            "tool_use": None}

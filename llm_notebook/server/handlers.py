@@ -27,8 +27,8 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
+from ..call_store import CALL_FIELDS
 from ..errors import LogUnavailable
-from . import queries
 from .params import BadParam, Param, choice, integer, parse_query, text, timestamp
 
 API_PREFIX = "llm-notebook/api"
@@ -178,7 +178,7 @@ _TEXT_FIELDS = ("prompt", "response", "system", "error")
 
 def _visible_call(access: LogAccess, row: dict, *, limit: int = FIELD_LIMIT,
                   with_messages: bool = False) -> dict:
-    call = {k: row.get(k) for k in queries.CALL_FIELDS
+    call = {k: row.get(k) for k in CALL_FIELDS
             if k in row and (with_messages or k != "messages")}
     call["notebook"] = access.relative_notebook(call.get("notebook"))
     for field in _TEXT_FIELDS:
@@ -223,7 +223,7 @@ class StatusHandler(_LogHandler):
             self.params()
             from .. import __version__
 
-            marker = await self.access.run(queries.change_marker)
+            marker = await self.access.run(lambda log: log.change_marker())
             return {"version": __version__, "log_name": self.access.name, **marker}
 
         await self.answer(produce)
@@ -265,7 +265,7 @@ class FacetsHandler(_LogHandler):
     async def get(self):
         async def produce():
             self.params()
-            found = await self.access.run(queries.facets)
+            found = await self.access.run(lambda log: log.usage_facets())
             # A filter must name the notebook exactly: those outside the root are not offered.
             found["notebooks"] = [self.access.relative_notebook(n) for n in found["notebooks"]
                                   if self.access.inside_root(n)]
@@ -283,7 +283,7 @@ class CallHandler(_LogHandler):
         async def produce():
             self.params()
             number = integer(1)("call id", call_id)
-            call = await self.access.run(queries.call_detail, number)
+            call = await self.access.run(lambda log: log.call_detail(number))
             if call is None:
                 raise _NotFound(f"no call {number} in the log")
             thread = await self.access.run(lambda log: log.thread(number))
@@ -306,7 +306,7 @@ class ConversationsHandler(_LogHandler):
 
             def load(log):
                 rows = log.conversations(limit=p["limit"])
-                titles = queries.conversation_titles(log, [r["id"] for r in rows])
+                titles = log.conversation_titles([r["id"] for r in rows])
                 for r in rows:
                     r["title"] = _preview(titles.get(r["id"]), DEFAULT_PREVIEW)
                 return rows
@@ -331,7 +331,7 @@ class ConversationHandler(_LogHandler):
                 conv = log.conversation(conv_id=conversation_id)
                 head = conv["head_id"] if conv else None
                 if head is None:
-                    head = queries.conversation_head(log, conversation_id)
+                    head = log.conversation_head(conversation_id)
                 if conv is None and head is None:
                     raise _NotFound(f"no conversation {conversation_id} in the log")
                 return conv, log.thread(head)
@@ -341,17 +341,6 @@ class ConversationHandler(_LogHandler):
                     "thread": _thread(self.access, thread), "thread_length": len(thread)}
 
         await self.answer(produce)
-
-
-_USAGE_TOTALS = ("calls", "input_tokens", "output_tokens", "cost", "unpriced", "errors", "cached")
-
-
-def _totals(rows: list[dict]) -> dict:
-    out = {k: 0 for k in _USAGE_TOTALS}
-    for r in rows:
-        for k in _USAGE_TOTALS:
-            out[k] += r.get(k) or 0
-    return out
 
 
 class UsageHandler(_LogHandler):
@@ -396,11 +385,11 @@ class UsageSummaryHandler(_LogHandler):
             notebook = self.access.absolute_notebook(p["notebook"])
 
             def load(log):
-                today = _totals(log.usage_rows(by="model", since=day_start))
+                today = log.usage_totals(since=day_start)
                 if notebook is None:
                     return today, None, None
-                nb_today = _totals(log.usage_rows(by="model", since=day_start, notebook=notebook))
-                nb_all = _totals(log.usage_rows(by="model", notebook=notebook))
+                nb_today = log.usage_totals(since=day_start, notebook=notebook)
+                nb_all = log.usage_totals(notebook=notebook)
                 return today, nb_today, nb_all
 
             today, nb_today, nb_all = await self.access.run(load)

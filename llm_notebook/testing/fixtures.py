@@ -1,4 +1,5 @@
-"""pytest plugin: a loopback OpenAI-compatible server shared by the whole test session.
+"""pytest plugin: a loopback OpenAI-compatible server shared by the whole test session, and
+llama-cpp-python's server (a real third-party one) for the tests that ask for it.
 
 Enable with ``pytest_plugins = ["llm_notebook.testing.fixtures"]`` in a top-level conftest.py.
 """
@@ -24,3 +25,12 @@ def loopback(loopback_server: LoopbackServer):
         loopback_server.start()
     loopback_server.reset()
     yield loopback_server
+
+
+@pytest.fixture(scope="session")
+def llama_server():
+    """llama-cpp-python's OpenAI-compatible server serving the embedded SmolLM2 as `smollm2`."""
+    from .llama_server import LlamaServer
+
+    with LlamaServer() as server:
+        yield server

@@ -26,7 +26,9 @@ Replies:
 
 Order of checks for a chat request: scripted fault, then ``require_key``, then
 ``context_window``, then the rpm/tpm limits, then the reply. Error faults answer at once; the
-reply (and the stall, drop and malformed faults) waits ``latency`` first.
+reply (and the stall, drop and malformed faults) waits ``latency`` first. A ``stall`` waits
+``seconds`` before any token (before the headers too with ``"headers": false``), or, with
+``after_tokens``, streams that many tokens and then waits: an answer stopping mid-way.
 """
 
 from __future__ import annotations
@@ -456,7 +458,9 @@ class _Loopback:
         response = web.StreamResponse(headers=_SSE_HEADERS)
         await response.prepare(request)
         self._status(200)
-        if kind == "stall" and fault.get("headers", True):
+        # A stall after some tokens is a stream that stops mid-answer (it resumes afterwards).
+        stall_after = fault.get("after_tokens") if kind == "stall" else None
+        if kind == "stall" and fault.get("headers", True) and stall_after is None:
             await asyncio.sleep(fault.get("seconds", 30))
 
         head = {"id": ident, "object": "chat.completion.chunk", "created": int(time.time()),
@@ -488,7 +492,13 @@ class _Loopback:
 
         first = event({"role": "assistant", "content": ""})
         tps = self.settings["tokens_per_second"]
-        if tps:
+        if stall_after is not None:
+            await response.write(first + b"".join(prefix + json.dumps(t).encode() + suffix
+                                                  for t in tokens[:stall_after]))
+            await asyncio.sleep(fault.get("seconds", 30))
+            await response.write(b"".join(prefix + json.dumps(t).encode() + suffix
+                                          for t in tokens[stall_after:]) + b"".join(tail))
+        elif tps:
             await response.write(first)
             for token in tokens:
                 await asyncio.sleep(1.0 / tps)

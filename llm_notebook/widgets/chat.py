@@ -390,12 +390,4 @@ def _run(coro, wait: bool):
 def _response_of(row: dict):
     from ..response import Response
 
-    return Response(
-        text=row.get("response") or "", model=row.get("model") or "",
-        input_tokens=row.get("input_tokens"), output_tokens=row.get("output_tokens"),
-        cost=row.get("cost"), unpriced=bool(row.get("unpriced")), duration_ms=row.get("duration_ms"),
-        ttft_ms=row.get("ttft_ms"), cached=bool(row.get("cached")), id=row.get("id"),
-        status=row.get("status") or "ok", conversation_id=row.get("conversation_id"),
-        error=row.get("error"))
-
-
+    return Response.from_row(row)

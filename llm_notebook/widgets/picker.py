@@ -22,8 +22,6 @@ from .snapshot import Snapshot, picker_snapshot
 
 __all__ = ["ModelPicker", "PickerHandlers", "models_table"]
 
-# Group kinds in the order the picker shows them: what works right now comes first.
-_KIND_ORDER = {"embedded": 0, "endpoint": 1, "alias": 2, "provider (key present)": 3, "provider": 4}
 _KIND_NAMES = {"embedded": "embedded", "endpoint": "endpoint", "alias": "alias",
                "provider (key present)": "keyed", "provider": "provider"}
 
@@ -69,7 +67,7 @@ def models_table(session=None) -> dict:
             present = rec.key_present
             known = present is not None and not (isinstance(present, float) and math.isnan(present))
             group = {"label": label, "kind": kind, "prefix": "", "key": bool(present) if known else None,
-                     "rows": [], "_order": _KIND_ORDER.get(rec.group, 9)}
+                     "rows": [], "_order": _group_order(rec.group)}
             groups[(kind, label)] = group
         row = [str(rec.model), _number(rec.context_window), _number(rec.input_per_1m),
                _number(rec.output_per_1m), 1 if rec.available else 0]
@@ -86,6 +84,12 @@ def models_table(session=None) -> dict:
     # Models with no provider in the price map go last among the providers.
     ordered = sorted(groups.values(), key=lambda g: (g.pop("_order"), not g["label"], g["label"]))
     return {"default": session.default_model(), "groups": ordered}
+
+
+def _group_order(group: str) -> int:
+    from ..session import MODEL_GROUPS
+
+    return MODEL_GROUPS.index(group) if group in MODEL_GROUPS else len(MODEL_GROUPS)
 
 
 class PickerHandlers:

@@ -12,8 +12,8 @@ template library (`session.templates`) and `llm_notebook.placeholders`:
 
 The draft lives in the browser; synced state is the template's name, version and the models to
 run on, and the static snapshot (the saved version and the last run's answers, redacted), never
-options or keys. Calls go through `Session._acall`, so they are logged, priced, budget-checked
-and cached like any other call.
+options or keys. Calls go through `Session.acall` (llm_notebook/call), so they are logged,
+priced, budget-checked and cached like any other call.
 """
 
 from __future__ import annotations
@@ -357,9 +357,9 @@ class TemplateEditor(LLMWidget):
         stream_id = self.streams.start(meta={"run": run_id, "model": model, "index": index})
         try:
             session.resolve(model, dict(template.options))  # an unknown model fails its column only
-            response = await session._acall(
+            response = await session.acall(
                 session._messages(prompt, system), model=model, options=dict(template.options),
-                cache=None, stream=True, on_delta=lambda delta: self.streams.push(delta, stream_id))
+                stream=True, on_text=lambda delta: self.streams.push(delta, stream_id))
         except asyncio.CancelledError:
             self.streams.fail("Stopped.", stream_id=stream_id)
             raise

@@ -1,0 +1,48 @@
+"""The settings of a batch run: the one list of batch parameters.
+
+`df.llm.map` / `df.llm.estimate`, `Session.batch` / `abatch` and `compare()` take these by
+keyword; every other keyword is a model option (temperature, max_tokens, ...) or a per-row
+retry setting (deadline, timeout, max_retries), sent with every row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+
+@dataclass
+class BatchSettings:
+    model: str | None = None          # the model (default: the session's)
+    system: str | None = None         # system prompt; may hold {column} placeholders
+    concurrency: int | None = None    # calls in flight (default 16; the embedded model runs 1)
+    rpm: float | None = None          # requests per minute to stay under
+    tpm: float | None = None          # tokens per minute to stay under
+    cache: bool = True                # reuse answers of identical requests from the log
+    schema: Any = None                # a JSON schema dict or a pydantic model: parsed replies
+    on_error: str = "keep"            # "keep" (failed rows are <NA>) or "raise" (stop at one)
+    budget: float | None = None       # USD the run may spend; it stops before crossing it
+    progress: Any = None              # None (auto), True, False, "widget" or "text"
+
+    @classmethod
+    def split(cls, keywords: dict) -> tuple["BatchSettings", dict]:
+        """(the batch settings among `keywords`, the rest: options sent with every row)."""
+        names = _NAMES
+        settings = cls(**{k: v for k, v in keywords.items() if k in names})
+        return settings, {k: v for k, v in keywords.items() if k not in names}
+
+
+_NAMES = frozenset(f.name for f in fields(BatchSettings))
+
+# The parameters as the public functions' docstrings list them.
+HELP = """model: the model (default: the session's default model).
+        system: a system prompt ({column} placeholders are filled too).
+        concurrency: calls in flight (default 16; the embedded model runs one at a time).
+        rpm / tpm: requests / tokens per minute to stay under.
+        cache: reuse answers of identical requests from the log (default True).
+        schema: a JSON schema dict or a pydantic model: replies are parsed into columns.
+        on_error: "keep" (failed rows are <NA>) or "raise" (stop at the first failed row).
+        budget: USD this run may spend; it stops before it would cross it.
+        progress: None (auto), True, False, "widget" or "text".
+        Any other keyword goes to the model (temperature, max_tokens, ...), except the per-row
+        `deadline`, `timeout` (seconds) and `max_retries`."""
