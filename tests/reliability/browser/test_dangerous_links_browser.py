@@ -150,12 +150,22 @@ def test_no_dangerous_link_reaches_any_surface_and_copy_copies_what_is_shown(
     if "HIDDENCMD" in last.inner_text():
         problems["chat shows hidden"] = [last.inner_text()]
 
+    for name in surfaces:
+        record.check(f"{name}: no dangerous link, nothing typeset, the text shown",
+                     name not in problems)
+    record.check("Chat's Copy copies the visible words only",
+                 "chat copy" not in problems and "chat shows hidden" not in problems)
+    pwned = page.console_monitor.pwned_frames()
+    dialogs = page.console_monitor.dialogs
+    external = list(request_monitor.external)
+    record.check("no script ran, even after clicking every corpus link", not pwned and not dialogs)
+    record.check("no request left 127.0.0.1", not external)
+    record.note(f"{len(CORPUS_LINK_TEXT)} dangerous links (cases, entities, tabs, refs, MathJax "
+                f"\\href, mermaid click) in {len(surfaces)} surfaces (Response, %%llm, -f html, "
+                f"Chat, grid, TemplateEditor, sidebar): {len(problems)} with a problem; Copy "
+                f"copied {copied!r}; __pwned set in {len(pwned)} frames, {len(external)} requests "
+                "off 127.0.0.1")
+
     page.console_monitor.assert_not_pwned()
     request_monitor.assert_none_left()
     assert problems == {}, problems
-    record(tried=len(surfaces) * len(CORPUS_LINK_TEXT) + 1,
-           kept=len(surfaces) * len(CORPUS_LINK_TEXT) + 1 - len(problems),
-           note=f"{len(CORPUS_LINK_TEXT)} dangerous links (cases, entities, tabs, refs, MathJax "
-                f"\\href, mermaid click) in {len(surfaces)} surfaces (Response, %%llm, -f html, "
-                "Chat, grid, TemplateEditor, sidebar): none live, nothing typeset; Copy copies "
-                "the visible words only")
