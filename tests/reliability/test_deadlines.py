@@ -140,7 +140,8 @@ def test_a_slow_stream_is_cut_at_the_deadline_with_its_partial_text(loop_session
                  cut.kind == "incomplete" and chunks and cut.seconds <= 1.5 + SLACK
                  and row.get("status") == "incomplete" and row.get("response") == "".join(chunks)
                  and times_sent == 1)
-    record.note(f"slow stream cut after {cut.seconds:.2f} s (deadline 1.5 s) with "
+    record.note(f"slow stream cut after {cut.seconds:.2f} s (deadline "
+                f"{loop_session.config.deadline:g} s) with "
                 f"{len(chunks)} chunks shown and logged, sent {times_sent}×")
 
     assert cut.seconds <= 1.5 + SLACK
@@ -155,13 +156,13 @@ CLIENT_ERRORS = [("400", "bad_request"), ("401", "auth"), ("403", "auth"),
 
 @pytest.mark.parametrize("fault,kind", CLIENT_ERRORS)
 def test_client_errors_are_never_retried(loop_session, loopback, record, fault, kind):
-    loop_session.config.max_retries = 5
+    retries = loop_session.config.max_retries = 5
     loopback.script([{"kind": fault, "match": f"{fault} single", "times": 100},
                      {"kind": fault, "match": f"{fault} row", "times": 100}], append=False)
 
     single = attempt(loop_session.ask, f"{fault} single", model=MODEL)
     out = pd.DataFrame({"p": [f"{fault} row", "fine row"]}).llm.map(
-        "{p}", model=MODEL, max_retries=5, progress=False)
+        "{p}", model=MODEL, max_retries=retries, progress=False)
     errors = loop_session.job(out.attrs["llm"]["job_id"]).errors()
 
     counts = sent(loopback)
@@ -173,7 +174,7 @@ def test_client_errors_are_never_retried(loop_session, loopback, record, fault, 
                  and list(errors["attempts"]) == [1])
     record.check(f"{fault}: the batch's other row answered", out.iloc[1] == "Echo: fine row")
     record.note(f"{fault}: call and row sent {counts[f'{fault} single']}× and "
-                f"{counts[f'{fault} row']}× (max_retries 5), kind '{single.kind}'")
+                f"{counts[f'{fault} row']}× (max_retries {retries}), kind '{single.kind}'")
 
     assert single.kind == kind, single.error
     assert counts[f"{fault} single"] == 1 and counts[f"{fault} row"] == 1
@@ -203,7 +204,8 @@ def test_retry_after_beyond_the_deadline_fails_at_once(loop_session, loopback, r
     asked = [r.get("retry_after") for r in requests]
     record.check("a Retry-After past the deadline: fails at once, sent once",
                  call.kind == "rate_limit" and call.seconds < 3.0 and len(requests) == 1)
-    record.note(f"a Retry-After of {asked[0] if asked else '?'} s past a 3 s deadline: failed "
+    record.note(f"a Retry-After of {asked[0] if asked else '?'} s past a "
+                f"{loop_session.config.deadline:g} s deadline: failed "
                 f"after {call.seconds:.2f} s, sent {len(requests)}×")
     assert call.seconds < 3.0
     assert call.kind == "rate_limit" and sent(loopback)["patience"] == 1
@@ -218,9 +220,9 @@ def test_litellm_path_retries_only_by_our_policy(loop_session, loopback, record)
                      {"kind": "401", "match": "litellm 401", "times": 100},
                      {"kind": "stall", "seconds": 30, "match": "litellm stall", "times": 100}])
 
-    loop_session.config.max_retries = 0
+    none = loop_session.config.max_retries = 0
     once = attempt(loop_session.ask, "litellm 500 once", **via)
-    loop_session.config.max_retries = 2
+    two = loop_session.config.max_retries = 2
     thrice = attempt(loop_session.ask, "litellm 500 thrice", **via)
     auth = attempt(loop_session.ask, "litellm 401", **via)
     loop_session.config.max_retries = 10
@@ -234,9 +236,9 @@ def test_litellm_path_retries_only_by_our_policy(loop_session, loopback, record)
     record.check("litellm: a 401 sent once", auth.kind == "auth" and counts["litellm 401"] == 1)
     record.check("litellm: a stall cut at the deadline",
                  stall.kind == "timeout" and stall.seconds <= 4.0 + SLACK)
-    record.note(f"litellm: a 500 sent {counts['litellm 500 once']}× with max_retries 0 and "
-                f"{counts['litellm 500 thrice']}× with 2, a 401 {counts['litellm 401']}×, a stall "
-                f"cut after {stall.seconds:.2f} s (deadline 4 s)")
+    record.note(f"litellm: a 500 sent {counts['litellm 500 once']}× with max_retries {none} and "
+                f"{counts['litellm 500 thrice']}× with {two}, a 401 {counts['litellm 401']}×, a "
+                f"stall cut after {stall.seconds:.2f} s (deadline {loop_session.config.deadline:g} s)")
 
     assert once.kind == "server" and counts["litellm 500 once"] == 1
     assert thrice.error is not None and counts["litellm 500 thrice"] == 3
@@ -251,7 +253,8 @@ def test_batch_rows_honour_max_retries(loop_session, loopback, record):
     # made, so max_retries was ignored (rows retried until the deadline) and backoff never grew.
     loopback.script([{"kind": "500", "match": "always 500", "times": 1000}])
     prompts = [f"always 500 #{i}" for i in range(6)]
-    run = attempt(loop_session.batch, prompts, model=MODEL, max_retries=1, deadline=8.0,
+    retries = 1
+    run = attempt(loop_session.batch, prompts, model=MODEL, max_retries=retries, deadline=8.0,
                   concurrency=6, progress=False)
     result = run.value
     counts = sent(loopback)
@@ -260,7 +263,7 @@ def test_batch_rows_honour_max_retries(loop_session, loopback, record):
         r = rows.get(p, {})
         record.check(f"{p}: 2 attempts (sent and logged), kind 'server'",
                      counts[p] == 2 and r.get("attempts") == 2 and r.get("error_kind") == "server")
-    record.note(f"batch max_retries=1: requests per row {sorted(set(counts[p] for p in prompts))}, "
+    record.note(f"batch max_retries={retries}: requests per row {sorted(set(counts[p] for p in prompts))}, "
                 f"{len(prompts)} rows in {run.seconds:.2f} s")
 
     assert run.seconds < 4.0
@@ -311,7 +314,7 @@ def test_a_slow_first_litellm_import_counts_against_no_deadline(loop_session, lo
     record.check("a lean call answered during the import",
                  lean.status == "ok" and lean_seconds is not None)
     record.note(f"a {sum(import_seconds):.2f} s litellm import: the first litellm call ok under a "
-                f"1.5 s deadline, a lean call meanwhile answered in "
+                f"{loop_session.config.deadline:g} s deadline, a lean call meanwhile answered in "
                 + (f"{lean_seconds:.2f} s" if lean_seconds is not None else "more than 2 s"))
 
     assert slow.status == "ok" and slow.text == "Echo: first litellm call"

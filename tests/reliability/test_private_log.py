@@ -56,6 +56,7 @@ def test_an_existing_readable_log_gets_one_line_saying_how_to_fix_it(umask_022, 
     path = tmp_path / "shared" / "log.db"
     Log(str(path)).close()
     os.chmod(path, 0o644)
+    before = _mode(path)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         log = Log(str(path))
@@ -67,7 +68,7 @@ def test_an_existing_readable_log_gets_one_line_saying_how_to_fix_it(umask_022, 
     record.check("one warning, one line, with the chmod", len(found) == 1 and "\n" not in message
                  and f"chmod 600 {path}*" in message and "644" in message)
     record.check("the log still works", calls == 1)
-    record.note(f"an existing 0644 log opened twice: {len(found)} warning(s), "
+    record.note(f"an existing {before:o} log opened twice: {len(found)} warning(s), "
                 f"{len(message.splitlines())} line(s); {calls} call logged after it")
     assert len(found) == 1, [str(w.message) for w in caught]
     assert "\n" not in message and f"chmod 600 {path}*" in message and "644" in message

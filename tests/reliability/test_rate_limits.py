@@ -23,6 +23,7 @@ LIMIT_TPM = 54000         # 4,500 tokens per 5 s window
 WINDOW = 5.0
 # Every request costs 9 tokens at the loopback: 4 prompt words, a 5-word echo.
 TOKENS_PER_ROW = 9
+PACE = 0.8                # of the server's limits
 
 
 def answered_rows(session, job_id: str, results, prompts, records) -> int:
@@ -60,8 +61,8 @@ def test_1000_rows_paced_at_80_percent_of_rpm_and_tpm(loop_session, loopback, re
     items = [f"item {i:04d}" for i in range(ROWS)]
     df = pd.DataFrame({"item": items})
 
-    out = df.llm.map("Describe {item} briefly.", model=MODEL, rpm=0.8 * LIMIT_RPM,
-                     tpm=0.8 * LIMIT_TPM, max_tokens=5, concurrency=32, progress=False)
+    out = df.llm.map("Describe {item} briefly.", model=MODEL, rpm=PACE * LIMIT_RPM,
+                     tpm=PACE * LIMIT_TPM, max_tokens=5, concurrency=32, progress=False)
 
     info = out.attrs["llm"]
     records = loopback.requests()
@@ -73,7 +74,7 @@ def test_1000_rows_paced_at_80_percent_of_rpm_and_tpm(loop_session, loopback, re
     kept = answered_rows(loop_session, info["job_id"], list(out), [prompt_of(i) for i in items],
                          records)
     record.count(tried=len(df), kept=kept, what="rows answered (result, log, server)")
-    record.note(f"{len(df):,} rows paced at 80% of rpm and tpm: {len(df) - kept} lost, "
+    record.note(f"{len(df):,} rows paced at {PACE:.0%} of rpm and tpm: {len(df) - kept} lost, "
                 f"{refused} of {len(records):,} requests got 429, {pace(records, settings)}")
 
     # 0 rows lost: every row has its own answer, in the result, the log and the server's record.
@@ -87,7 +88,7 @@ def test_1000_rows_paced_at_80_percent_of_rpm_and_tpm(loop_session, loopback, re
     assert refused < 0.01 * len(records), f"{refused} of {len(records)} requests refused"
     assert early_retries(records) == []
     # The pacer really held 80%: 1,000 requests at 80 a second cannot span less than ~12.5 s.
-    assert span >= (ROWS - 1) / (0.8 * LIMIT_RPM / 60) - 0.5, f"1,000 requests in {span:.1f} s"
+    assert span >= (ROWS - 1) / (PACE * LIMIT_RPM / 60) - 0.5, f"1,000 requests in {span:.1f} s"
 
 
 def test_tokens_per_minute_alone_paces_the_run(loop_session, loopback, record):
@@ -96,7 +97,7 @@ def test_tokens_per_minute_alone_paces_the_run(loop_session, loopback, record):
     settings = loopback.configure(tpm=LIMIT_TPM, rate_window=2.0)
     prompts = [f"Describe row {i:04d} briefly." for i in range(300)]
 
-    result = loop_session.batch(prompts, model=MODEL, tpm=0.8 * LIMIT_TPM, max_tokens=5,
+    result = loop_session.batch(prompts, model=MODEL, tpm=PACE * LIMIT_TPM, max_tokens=5,
                                 concurrency=32, progress=False)
 
     records = loopback.requests()
@@ -104,13 +105,13 @@ def test_tokens_per_minute_alone_paces_the_run(loop_session, loopback, record):
     times = sorted(r["time"] for r in records)
     kept = answered_rows(loop_session, result.job_id, list(result), prompts, records)
     record.count(tried=len(prompts), kept=kept, what="rows answered (result, log, server)")
-    record.note(f"tpm alone at 80%: {len(prompts) - kept} of {len(prompts)} rows lost, "
+    record.note(f"tpm alone at {PACE:.0%}: {len(prompts) - kept} of {len(prompts)} rows lost, "
                 f"{refused} × 429, {pace(records, settings)}")
     assert list(result) == [f"Echo: {p}" for p in prompts]
     assert refused < 0.01 * len(records), f"{refused} of {len(records)} requests refused"
     assert early_retries(records) == []
     # 300 rows × 9 tokens at 720 tokens/s: at least ~3.7 s (unpaced, it takes a fraction).
-    assert times[-1] - times[0] >= (len(prompts) - 1) * TOKENS_PER_ROW / (0.8 * LIMIT_TPM / 60) - 0.5
+    assert times[-1] - times[0] >= (len(prompts) - 1) * TOKENS_PER_ROW / (PACE * LIMIT_TPM / 60) - 0.5
 
 
 def test_unpaced_run_is_refused_and_still_loses_nothing(loop_session, loopback, record):

@@ -88,7 +88,7 @@ def test_answers_are_bounded_and_name_no_server_path(api, log, log_path, root_di
                      and name not in with_path
                      and len(reply.text.encode()) < handlers.MAX_REPLY_BYTES)
     largest = max(len(r.text) for r in replies.values())
-    record.note(f"every route over 300,000-character calls: {len(with_path)} name a server path, "
+    record.note(f"every route over {len(log.call(ids[-1])['prompt']):,}-character calls: {len(with_path)} name a server path, "
                 f"largest answer {largest:,} chars (cap {handlers.MAX_REPLY_BYTES:,} bytes)")
     assert {k: r.code for k, r in replies.items()} == {k: 200 for k in replies}
     assert with_path == []
