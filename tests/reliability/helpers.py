@@ -123,6 +123,19 @@ def wait_until(predicate, timeout: float, interval: float = 0.05, what: str = "c
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
+# -- the browser's monitors -------------------------------------------------------------------
+
+def record_page_safety(record, page, request_monitor) -> tuple[list, list, list]:
+    """Counts what the browser harness's monitors saw (a script that ran: `window.__pwned` in a
+    frame or a dialog; a request off 127.0.0.1), before the test asserts on them."""
+    pwned = page.console_monitor.pwned_frames()
+    dialogs = list(page.console_monitor.dialogs)
+    external = list(request_monitor.external)
+    record.check("no script ran (window.__pwned in a frame, a dialog)", not pwned and not dialogs)
+    record.check("no request left 127.0.0.1", not external)
+    return pwned, dialogs, external
+
+
 # -- a real kernel -----------------------------------------------------------------------------
 
 class Kernel:

@@ -24,6 +24,20 @@ def logged(session, **where) -> list[dict]:
     return log_rows(session.log, " AND ".join(f"{k} = ?" for k in where), list(where.values()))
 
 
+def judge_rows(record, prompts, answers, rows: dict, kind: str, bound_ms: float, also="",
+               holds=lambda prompt, row: True) -> None:
+    """Counts each batch row: a "fine" one kept when answered with its echo, any other when its
+    log row failed with `kind` within the deadline (and `holds`, described by `also`)."""
+    for prompt, answer in zip(prompts, answers):
+        r = rows.get(prompt, {})
+        if "fine" in prompt:
+            record.check(f"{prompt}: answered", answer == f"Echo: {prompt}")
+        else:
+            record.check(f"{prompt}: '{kind}' within the deadline" + (f", {also}" if also else ""),
+                         r.get("error_kind") == kind and r["duration_ms"] <= bound_ms
+                         and holds(prompt, r))
+
+
 def first_logged(session, **where) -> dict:
     rows = logged(session, **where)
     return rows[0] if rows else {}
@@ -51,14 +65,8 @@ def test_500s_are_retried_only_within_the_deadline(loop_session, loopback, recor
     rows = {r["prompt"]: r for r in logged(loop_session, job_id=info["job_id"])}
     counts = sent(loopback)
     failed_rows = [r for r in rows.values() if r["status"] == "error"]
-    for prompt, answer in zip(prompts, out):
-        r = rows.get(prompt, {})
-        if "fine" in prompt:
-            record.check(f"{prompt}: answered", answer == f"Echo: {prompt}")
-        else:
-            record.check(f"{prompt}: kind 'server' within the deadline, attempts = requests",
-                         r.get("error_kind") == "server" and r["duration_ms"] <= bound_ms
-                         and 2 <= counts[prompt] == r["attempts"] <= 7)
+    judge_rows(record, prompts, out, rows, "server", bound_ms, "attempts = requests",
+               lambda prompt, r: 2 <= counts[prompt] == r["attempts"] <= 7)
     durations = [single.seconds * 1000] + [r["duration_ms"] for r in failed_rows]
     attempts = [single_sent] + [counts[r["prompt"]] for r in failed_rows]
     record.note(f"500s: {len(durations)} always-failing calls/rows ended in ≤ "
@@ -100,13 +108,7 @@ def test_stalls_end_at_the_deadline_not_at_timeout_times_attempts(loop_session, 
     out = batch.value
     info = out.attrs["llm"]
     rows = {r["prompt"]: r for r in logged(loop_session, job_id=info["job_id"])}
-    for prompt, answer in zip(prompts, out):
-        r = rows.get(prompt, {})
-        if "fine" in prompt:
-            record.check(f"{prompt}: answered", answer == f"Echo: {prompt}")
-        else:
-            record.check(f"{prompt}: 'timeout' within the deadline",
-                         r.get("error_kind") == "timeout" and r["duration_ms"] <= bound_ms)
+    judge_rows(record, prompts, out, rows, "timeout", bound_ms)
     failed_rows = [r for r in rows.values() if r["status"] != "ok"]
     longest = max([c.seconds for c in singles.values()]
                   + [r["duration_ms"] / 1000 for r in failed_rows])

@@ -19,6 +19,8 @@ import pytest
 
 from browser import helpers
 
+from ..helpers import record_page_safety
+
 SUITE = "13 safe to share"
 pytestmark = pytest.mark.browser
 
@@ -155,11 +157,7 @@ def test_no_dangerous_link_reaches_any_surface_and_copy_copies_what_is_shown(
                      name not in problems)
     record.check("Chat's Copy copies the visible words only",
                  "chat copy" not in problems and "chat shows hidden" not in problems)
-    pwned = page.console_monitor.pwned_frames()
-    dialogs = page.console_monitor.dialogs
-    external = list(request_monitor.external)
-    record.check("no script ran, even after clicking every corpus link", not pwned and not dialogs)
-    record.check("no request left 127.0.0.1", not external)
+    pwned, dialogs, external = record_page_safety(record, page, request_monitor)
     record.note(f"{len(CORPUS_LINK_TEXT)} dangerous links (cases, entities, tabs, refs, MathJax "
                 f"\\href, mermaid click) in {len(surfaces)} surfaces (Response, %%llm, -f html, "
                 f"Chat, grid, TemplateEditor, sidebar): {len(problems)} with a problem; Copy "

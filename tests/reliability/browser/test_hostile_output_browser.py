@@ -16,6 +16,8 @@ import pytest
 
 from browser import helpers
 
+from ..helpers import record_page_safety
+
 SUITE = "9 hostile output in the browser"
 pytestmark = pytest.mark.browser
 
@@ -160,11 +162,7 @@ def test_the_corpus_runs_nothing_and_fetches_nothing_anywhere(jupyter_lab, lab_p
 
     for name in [*surfaces, *big_surfaces]:
         record.check(f"{name}: nothing active, the text shown", name not in problems)
-    pwned = page.console_monitor.pwned_frames()
-    dialogs = page.console_monitor.dialogs
-    external = list(request_monitor.external)
-    record.check("no script ran (window.__pwned, dialogs)", not pwned and not dialogs)
-    record.check("no request left 127.0.0.1", not external)
+    pwned, dialogs, external = record_page_safety(record, page, request_monitor)
     record.note(f"a {len(CORPUS.split(chr(10) * 2))}-item corpus in {len(surfaces)} surfaces "
                 "(%%llm, Chat, grid, TemplateEditor preview+run, ModelPicker, UsagePanel, sidebar) "
                 f"and {len(BIG) / 1e6:.1f} MB answers in {len(big_surfaces)}: "
