@@ -145,7 +145,9 @@ describe("mountView", () => {
     expect(saved.querySelector("[class~='jp-Dialog']")).toBeNull();
     const links = Array.from(saved.querySelectorAll("a"));
     expect(links.map((a) => a.getAttribute("href"))).toEqual([null, "https://example.org/"]);
-    expect((window as unknown as { __pwned?: number }).__pwned).toBeUndefined();
+    // jsdom never runs a script that arrives as HTML and loads no images (so fires no onerror):
+    // a window.__pwned check here could not fail. Whether the saved snapshot can run anything
+    // is checked in Chromium: tests/browser/test_reopen_browser.py.
     // (A view that asked nothing yet asks whether a kernel is there.)
     expect(fake.requests.map((r) => r.method)).toEqual(["ping"]);
 
