@@ -21,6 +21,7 @@ export type Handler = (params: Record<string, unknown>) => unknown;
 export function fakeModel(traits: Record<string, unknown>, handlers: Record<string, Handler> = {}) {
   const listeners = new Map<string, Set<Listener>>();
   const requests: Request[] = [];
+  const sent: unknown[] = []; // every message, requests or not
   const state: Record<string, unknown> = { ...traits };
   const emit = (event: string, ...args: unknown[]) => listeners.get(event)?.forEach((cb) => cb(...args));
   const fromPython = (msg: unknown) => emit("msg:custom", msg, []);
@@ -36,6 +37,7 @@ export function fakeModel(traits: Record<string, unknown>, handlers: Record<stri
     },
     off: (event: string, cb: Listener) => listeners.get(event)?.delete(cb),
     send: (msg: unknown) => {
+      sent.push(msg);
       const req = msg as Request;
       if (req.type !== "request") return;
       requests.push(req);
@@ -52,7 +54,7 @@ export function fakeModel(traits: Record<string, unknown>, handlers: Record<stri
     },
     save_changes: () => undefined,
   };
-  return { model: model as unknown as AnyModel, state, requests, fromPython };
+  return { model: model as unknown as AnyModel, state, requests, sent, fromPython };
 }
 
 /** Runs a widget module's initialize + render into a fresh element attached to the page. */
