@@ -238,8 +238,8 @@ def _load_in_background(load) -> "asyncio.Future":
 
     A load cannot be stopped half-way, and a call cancelled by Ctrl-C stops waiting for it. A
     daemon thread is what lets an interrupted script exit then: the interpreter joins the
-    default executor's threads at exit, and a litellm import on a busy 2-CPU machine took 10-14 s
-    more (measured) before the process could end. Whatever call comes next waits for the same
+    default executor's threads at exit, and an interrupted script waited 4.5-17 s (measured, on a
+    busy 2-CPU machine) for litellm's import to end before it could. Whatever call comes next waits for the same
     load (litellm_route and local each load under a lock)."""
     import asyncio
     import threading

@@ -161,8 +161,8 @@ def generate(messages: list[dict], options: dict, stop: threading.Event) -> Iter
 # llama.cpp reads a prompt in decodes of up to 512 tokens with no token in between where
 # `generate` could look at its stop flag: 1,700 words took 3.7-10 s a decode on a busy 2-CPU
 # machine, and Ctrl-C waited for it. It asks an abort callback after every step of a decode's
-# graph (~600 times a token for this model). A Python callback takes the GIL each time: free
-# alone, but generation ran 2.4x slower beside a busy Python thread, so the callback is set
+# graph (~600 times a token for this model). A Python callback takes the GIL each time: no
+# measurable cost alone, but generation ran 2.4x slower beside a busy Python thread, so the callback is set
 # only while the prompt is read; between tokens `generate` checks the flag itself.
 
 _reading: threading.Event | None = None   # the stop flag of the prompt being read
