@@ -36,6 +36,14 @@ LONG_REPLY = " ".join(f"word{i}" for i in range(400))    # 10 s at 40 tokens/s
 WARM_PROMPT = "Say hi."
 
 
+def tally(record, *, tried: int, kept: int, note: str) -> None:
+    """One case's figures into the suite's books, before its assertions: what was interrupted
+    (tried) and what stopped within the limit with its work in the log (kept)."""
+    if tried:
+        record.count(tried=tried, kept=kept, what="stopped in time with their work logged")
+    record.note(note)
+
+
 def child_env(tmp_path) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     env.update(LLM_NOTEBOOK_LOG=str(tmp_path / "log.db"),
@@ -207,7 +215,7 @@ def test_script_call_stops_within_2_s(face, route, start, tmp_path, loopback, re
     # The lean client asks for a whole answer when nothing streams: no text can arrive early.
     text_expected = face == "stream" or route == "local"
     in_time, logged = stopped(script), kept_row(row, text_expected=text_expected, received=received)
-    record(tried=1, kept=int(in_time and logged),
+    tally(record, tried=1, kept=int(in_time and logged),
            note=f"script {face} {route}: {measured(script)}, "
                 f"{len((row or {}).get('response') or '')} chars in its row")
 
@@ -236,7 +244,7 @@ def test_script_batch_on_the_loopback_stops_and_resumes(start, tmp_path, loopbac
     late = max((r["time"] for r in requests), default=0) - script.sigint_at
     in_time = stopped(script) and late <= LIMIT
     # A row is kept when the provider's request has its row: answered, or marked interrupted.
-    record(tried=len(received), kept=len(received & (answered | interrupted)) if in_time else 0,
+    tally(record, tried=len(received), kept=len(received & (answered | interrupted)) if in_time else 0,
            note=f"script map lean: {measured(script)}, last request {late:+.2f} s after "
                 f"SIGINT, {len(received)} requests, {len(answered)} rows answered and "
                 f"{len(interrupted)} interrupted in the log")
@@ -256,7 +264,7 @@ def test_script_batch_on_the_loopback_stops_and_resumes(start, tmp_path, loopbac
     again.wait_end()
     second = by_prompt(loopback.requests())
     everything = {f"Tell me a long story about item {i:03d}." for i in range(rows)}
-    record(tried=0, kept=0, note=f"the re-run sent {len(second)} requests for {rows} rows, "
+    tally(record, tried=0, kept=0, note=f"the re-run sent {len(second)} requests for {rows} rows, "
                                  f"{done['resumed']} answers reused")
     assert (done["ok"], done["resumed"], done["missing"]) == (rows, len(answered), 0)
     assert set(second) == everything - answered
@@ -282,7 +290,7 @@ def test_script_batch_on_the_embedded_model_stops(start, tmp_path, record):
     finished = f"{len(answered)} of 200 rows finished and are saved" in message
     in_time = stopped(script)
     kept = (len(answered) if finished else 0) + sum(kept_row(r, text_expected=True) for r in cut)
-    record(tried=len(answered) + 1, kept=kept if in_time else 0,
+    tally(record, tried=len(answered) + 1, kept=kept if in_time else 0,
            note=f"script map local: {measured(script)}, {len(answered)} rows answered, "
                 f"{len(cut)} interrupted with {sum(len(r['response'] or '') for r in cut)} chars")
 
@@ -306,7 +314,7 @@ def test_script_stops_while_the_model_reads_a_long_prompt(start, tmp_path, recor
     script.wait_end()
     row = the_call(tmp_path)
     in_time, logged = stopped(script), kept_row(row, text_expected=False)
-    record(tried=1, kept=int(in_time and logged),
+    tally(record, tried=1, kept=int(in_time and logged),
            note=f"script ask local, 1,500-word prompt: {measured(script)}")
 
     assert in_time, f"{measured(script)}: {script.output()}"
@@ -332,7 +340,7 @@ def test_script_stops_while_litellm_loads(start, tmp_path, loopback, record):
     # thread while the script ends. Half the runs here ended with 1, before this fix as after.
     exits = (-signal.SIGINT,) if sys.version_info >= (3, 14) else (-signal.SIGINT, 1)
     in_time = stopped(script, exits=exits)
-    record(tried=1, kept=int(in_time and nothing_sent),
+    tally(record, tried=1, kept=int(in_time and nothing_sent),
            note=f"script ask litellm during its import: {measured(script)}")
 
     assert loading, "litellm had loaded before SIGINT: this case tests nothing"
@@ -356,7 +364,7 @@ def test_script_stream_through_litellm_stops(start, tmp_path, loopback, record):
     # Everything before it (the call stopped, its row, every atexit handler) is.
     in_time = stopped(script, until="exiting")
     logged = kept_row(row, text_expected=True, received=received)
-    record(tried=1, kept=int(in_time and logged),
+    tally(record, tried=1, kept=int(in_time and logged),
            note=f"script stream litellm: {measured(script)}, of which the interpreter's "
                 f"teardown after the last atexit handler {teardown:.2f} s")
 
@@ -449,7 +457,7 @@ def test_terminal_ipython_cell_stops_within_2_s(route, tmp_path, loopback, recor
     # What the cell showed is what the log keeps.
     logged = kept_row(row, text_expected=True) and row["response"][:40] in seen["text"]
     shown = "never" if seen["shown"] is None else f"{seen['shown']:.2f} s"
-    record(tried=1, kept=int(in_time and said and logged),
+    tally(record, tried=1, kept=int(in_time and said and logged),
            note=f"terminal IPython %%llm {route}: interrupt shown {shown}, "
                 f"exit {seen['exit']:.2f} s, {len((row or {}).get('response') or '')} chars "
                 "in its row")
@@ -495,7 +503,7 @@ def test_a_kernel_still_stops_a_cell_and_frees_the_model(tmp_path, record):
     expected = [True, False]                               # text arrived; still reading
     kept = sum(s <= LIMIT and kept_row(r, text_expected=t)
                for s, r, t in zip(seconds, rows, expected))
-    record(tried=len(cells), kept=kept if free_after <= 1.0 else 0,
+    tally(record, tried=len(cells), kept=kept if free_after <= 1.0 else 0,
            note="kernel: %%llm stopped in {:.2f} s, long-prompt ask in {:.2f} s, the model's "
                 "thread free {:.2f} s later".format(*seconds, free_after))
 
