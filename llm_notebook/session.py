@@ -77,6 +77,12 @@ class Session:
         self.spent = 0.0                      # USD spent by this Session (for the session budget)
         self._log = None
         self._log_lock = threading.Lock()
+        self._recordings = None
+        from .recordings import notebook_folder
+
+        # Where the notebook's recordings are, as the kernel started (a later os.chdir in the
+        # notebook does not move them).
+        self._notebook_folder = notebook_folder()
         self._current: "Conversation | None" = None
         self._listeners: list = []
 
@@ -91,6 +97,21 @@ class Session:
             if self._log is None or self._log.path != path:
                 self._log = Log(path)
             return self._log
+
+    @property
+    def recordings(self):
+        """The notebook's recordings (llm_notebook.recordings.Recordings): the answers `%llm
+        replay` records and replays, in llm-recordings.jsonl beside the notebook unless
+        LLMNotebook.recordings names another file."""
+        import os
+
+        from .recordings import FILE_NAME, Recordings
+
+        path = self.config.recordings_path() or os.path.join(self._notebook_folder, FILE_NAME)
+        with self._log_lock:
+            if self._recordings is None or self._recordings.path != path:
+                self._recordings = Recordings(path)
+            return self._recordings
 
     @property
     def templates(self):
