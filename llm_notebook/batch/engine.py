@@ -314,7 +314,7 @@ class BatchRun:
         for i in todo:
             recorded = found.get(keys[i])
             if recorded is not None:
-                self._take_replayed(i, replays.outcome(recorded, ts=ts, duration_ms=0.0))
+                self._take_replayed(i, replays.outcome(recorded, ts=ts))
             elif self.replay.strict:
                 self._fail(i, NOT_RECORDED, f"not recorded in {self.replay.recordings.path}",
                            attempts=0, call_ref=None)

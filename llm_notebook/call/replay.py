@@ -11,8 +11,8 @@
 
 A recorded answer is taken where the pipeline takes an answer without sending, before the cache
 (`call/single.py` for one call, the batch engine's bulk read for rows): it becomes an Outcome at
-once, marked `replayed`, free (cost 0: nothing was spent, and no budget is held), and is logged
-like any call. Replayed answers are not put in the cache: they come from someone else's file, and
+once, marked `replayed`, free (cost 0: nothing was spent, and no budget is held) and timeless
+(0 ms), and is logged like any call. Replayed answers are not put in the cache: they come from someone else's file, and
 a later call with replay off must not take one for the model's. A streamed call gets the recorded
 text in pieces, as a stream would bring it.
 
@@ -143,8 +143,11 @@ class Replay:
             warnings.warn(f"llm-notebook: not recorded: {exc}", stacklevel=2)
 
 
-def outcome(recording, *, ts: float, duration_ms: float) -> outcomes.Outcome:
-    """A recorded answer as the Outcome of a call that sent nothing and cost nothing."""
+def outcome(recording, *, ts: float) -> outcomes.Outcome:
+    """A recorded answer as the Outcome of a call that sent nothing, cost nothing and took no
+    time: its duration is 0 ms wherever it is replayed (a replayed notebook shows the same
+    numbers on every machine; the latency histograms leave replayed calls out)."""
+    duration_ms = 0.0
     if recording.status == "ok":
         return outcomes.Outcome("ok", recording.text, ts, duration_ms, attempts=0,
                                 input_tokens=recording.input_tokens,

@@ -75,14 +75,13 @@ async def call_once(session, messages: list[dict], *, model: str | None, options
     if replay is not None and replay.replays:
         recorded = replay.find(replay_key)
         if recorded is not None:
-            ts, started = time.time(), time.perf_counter()
+            ts = time.time()
             if on_text is not None:
                 for piece in replays.pieces(recorded.text):
                     state.partial.append(piece)
                     on_text(piece)
                     await asyncio.sleep(0)    # a stream's reader takes each piece as it comes
-            result = replays.outcome(recorded, ts=ts,
-                                     duration_ms=(time.perf_counter() - started) * 1000)
+            result = replays.outcome(recorded, ts=ts)
             record(result)
             return _returned(result, state)
         if replay.strict:
