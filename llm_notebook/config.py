@@ -95,7 +95,8 @@ class LLMNotebook(Configurable):
     def _replay_mode(self, proposal):
         value = str(proposal["value"]).strip().lower()
         if value not in REPLAY_MODES:
-            raise TraitError(f"replay must be one of {', '.join(REPLAY_MODES)}, not {proposal['value']!r}")
+            raise TraitError(f"replay must be one of {', '.join(REPLAY_MODES)}, "
+                             f"not {proposal['value']!r}")
         return value
 
     @validate("timeout", "deadline")

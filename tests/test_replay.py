@@ -65,7 +65,8 @@ def test_ask_and_stream_replay_the_recorded_answer_free_and_marked(
 
     (r1, s1, p1), (r2, s2, p2) = recorded_then_fresh(loop_session, loopback, tmp_path, work)
     fresh = loop_session
-    assert (r2.text, r2.input_tokens, r2.output_tokens) == (r1.text, r1.input_tokens, r1.output_tokens)
+    assert (r2.text, r2.input_tokens, r2.output_tokens) == \
+        (r1.text, r1.input_tokens, r1.output_tokens)
     assert r2.replayed and not r1.replayed and not r2.cached
     assert r2.cost == 0.0 and not r2.unpriced and "replayed" in r2.footer()
     # A stream replays the recorded text in pieces, as a stream brings it.
@@ -182,7 +183,8 @@ def test_cut_short_answers_are_recorded_and_replayed_as_they_were(loop_session, 
         "".join(loop_session.stream("stalls [[reply:one two three four]]", model="loop/m"))
     assert cut.value.kind == "incomplete"
     [entry] = lines(recordings_file)
-    assert entry["answer"]["status"] == "incomplete" and entry["answer"]["text"] == cut.value.partial
+    answer = entry["answer"]
+    assert answer["status"] == "incomplete" and answer["text"] == cut.value.partial
     loop_session.config.replay = "replay"
     with pytest.raises(LLMError) as replayed:
         loop_session.ask("stalls [[reply:one two three four]]", model="loop/m")
@@ -239,7 +241,8 @@ def test_the_magic_replays_and_names_its_cell_when_not_recorded(ipshell, loop_se
     ok(ipshell, "%llm replay replay")
     cap = ok(ipshell, "%%llm -m loop/m --new\nSay hi [[reply:Hi from the magic]]")
     bundle = cap.outputs[-1]
-    assert "Hi from the magic" in bundle.data["text/plain"] and "replayed" in bundle.data["text/plain"]
+    shown = bundle.data["text/plain"]
+    assert "Hi from the magic" in shown and " · replayed · " in shown
     assert bundle.metadata["llm_notebook"]["replayed"] is True
     assert requests(loopback) == 1
     result, cap = run(ipshell, "%%llm -m loop/m\nSomething new")
@@ -275,7 +278,8 @@ def test_recordings_live_in_the_notebooks_folder(tmp_path, monkeypatch, nb_sessi
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
     # nbclient, nbconvert, nbval: a kernel started in the notebook's folder
-    assert Session(config=nb_session.config).recordings.path == str(tmp_path / "llm-recordings.jsonl")
+    s = Session(config=nb_session.config)
+    assert s.recordings.path == str(tmp_path / "llm-recordings.jsonl")
     # JupyterLab names the notebook; a later chdir in the notebook does not move them
     monkeypatch.setenv("JPY_SESSION_NAME", str(tmp_path / "work" / "analysis.ipynb"))
     s = Session(config=nb_session.config)
@@ -383,7 +387,8 @@ def test_kernels_recording_into_one_file_at_once_lose_nothing(tmp_path):
         "    key = f'{int(sys.argv[2]):02d}{i:062d}'\n"
         "    store.add([json.dumps({'key': key, 'answer': {'status': 'ok', 'text': str(i)}})])\n"
         "    if i % 20 == 0:  # now and then a new answer, which rewrites the file\n"
-        "        store.add([json.dumps({'key': key, 'answer': {'status': 'ok', 'text': 'again'}})])\n")
+        "        again = {'status': 'ok', 'text': 'again'}\n"
+        "        store.add([json.dumps({'key': key, 'answer': again})])\n")
     env = dict(os.environ, PYTHONPATH=os.getcwd())
     procs = [subprocess.Popen([sys.executable, "-c", script, str(path), str(n)], env=env)
              for n in range(4)]
@@ -399,7 +404,7 @@ def test_a_recordings_file_too_large_or_unreadable_is_a_clear_error(tmp_path, mo
     path.write_text(entry() + "\n")
     with monkeypatch.context() as small:
         small.setattr(recordings_mod, "MAX_FILE_BYTES", 10)
-        with pytest.raises(RecordingsUnavailable, match="more than the 0 MB a notebook's recordings"):
+        with pytest.raises(RecordingsUnavailable, match="more than the 0 MB a notebook's"):
             Recordings(str(path)).get(KEY)
     folder = tmp_path / "a-folder.jsonl"
     folder.mkdir()

@@ -33,7 +33,7 @@ def _calls(log: str) -> list[tuple]:
 
 # What a cell shows beside its answers: footers and totals (costs, times, "replayed"), ids.
 _NOT_ANSWERS = [re.compile(r"(?m)^.* · .*$"),                       # footers, run summaries
-                re.compile(r"\b(cost|unpriced|duration_ms|ttft_ms|replayed)=[^,)]*"),  # Response repr
+                re.compile(r"\b(cost|unpriced|duration_ms|ttft_ms|replayed)=[^,)]*"),  # Responses
                 re.compile(r"\bid=\d+")]
 
 

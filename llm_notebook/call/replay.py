@@ -12,8 +12,8 @@
 A recorded answer is taken where the pipeline takes an answer without sending, before the cache
 (`call/single.py` for one call, the batch engine's bulk read for rows): it becomes an Outcome at
 once, marked `replayed`, free (cost 0: nothing was spent, and no budget is held) and timeless
-(0 ms), and is logged like any call. Replayed answers are not put in the cache: they come from someone else's file, and
-a later call with replay off must not take one for the model's. A streamed call gets the recorded
+(0 ms), and is logged like any call. Replayed answers are not put in the cache: they come from
+someone else's file, and a later call with replay off must not take one for the model's. A streamed call gets the recorded
 text in pieces, as a stream would bring it.
 
 A request is identified by its cache key (`cache.py`: model, messages, options) with the endpoint

@@ -42,8 +42,8 @@ SANITIZERS = [
     (re.compile(r"\b(duration_ms|ttft_ms|elapsed|duration_s|latency)(['\"]?[=:] ?)[-\d.e+]+"),
      r"\1\2<time>"),
     # dates and timestamps
-    (re.compile(r"\b\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:[+-]\d{2}:\d{2}|Z)?)?"),
-     "<date>"),
+    (re.compile(r"\b\d{4}-\d{2}-\d{2}"
+                r"(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:[+-]\d{2}:\d{2}|Z)?)?"), "<date>"),
     (re.compile(r"\b1[6-9]\d{8}(?:\.\d+)?\b"), "<unix time>"),
     # random ids: uuids, conversation and session ids (32 hex), job ids (12), their prefixes
     (re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b"), "<id>"),
@@ -89,8 +89,9 @@ def _kernel(nb) -> str:
 def _kernel_env(mode: str, log_dir: Path) -> dict:
     import llm_notebook
 
-    env = {k: v for k, v in os.environ.items()
-           if not k.endswith("_API_KEY") and k not in ("JPY_SESSION_NAME", "LLM_NOTEBOOK_RECORDINGS")}
+    # No key, and nothing naming another notebook or recordings file than this one.
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")
+           and k not in ("JPY_SESSION_NAME", "LLM_NOTEBOOK_RECORDINGS")}
     package_root = str(Path(llm_notebook.__file__).resolve().parents[1])
     env.update({
         "PYTHONPATH": os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p),

@@ -1,7 +1,7 @@
 """A notebook executed headless (nbclient), or replayed from its recordings, and exported with
-`jupyter nbconvert --to html` shows what every widget showed, in Chromium with JavaScript off and no network: the chat's messages,
-the grid's answers, the batch run's numbers, the usage totals. And nothing hostile in them
-loads or runs."""
+`jupyter nbconvert --to html` shows what every widget showed, in Chromium with JavaScript off and
+no network: the chat's messages, the grid's answers, the batch run's numbers, the usage totals.
+And nothing hostile in them loads or runs."""
 
 from __future__ import annotations
 
