@@ -181,7 +181,7 @@ class Recordings:
     def add(self, lines: list[str]) -> int:
         """Store new recordings (entry_line's lines); returns how many changed the file."""
         with self._lock, self._exclusive() as f:
-            self._refresh(force=True)
+            self._refresh()                      # other kernels' lines too (the file changed)
             entries = self._entries
             new, replaced = {}, False
             for line in lines:
@@ -200,6 +200,7 @@ class Recordings:
             if replaced:
                 kept = [e.line for k, e in entries.items() if k not in new]
                 self._rewrite(kept + [e.line for e in new.values()])
+                st = os.stat(self.path)
             else:
                 text = "".join(e.line + "\n" for e in new.values())
                 f.seek(0, os.SEEK_END)
@@ -209,13 +210,18 @@ class Recordings:
                         text = "\n" + text
                 f.write(text.encode("utf-8"))    # appended in one write (O_APPEND)
                 f.flush()
-            entries.update(new)
-            self._stamp = None                   # read again next time (other kernels' lines)
+                st = os.fstat(f.fileno())
+            for key, entry in new.items():       # in the file's order: replaced ones last
+                entries.pop(key, None)
+                entries[key] = entry
+            # Still under the lock: what is on disk is what this object holds, so the next add
+            # need not read the file again unless another kernel changes it.
+            self._stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
             return len(new)
 
     # -- the file ---------------------------------------------------------------------------
 
-    def _refresh(self, force: bool = False) -> None:
+    def _refresh(self) -> None:
         """(under self._lock) Read the file again if it changed since it was last read."""
         try:
             st = os.stat(self.path)
@@ -225,7 +231,7 @@ class Recordings:
         except OSError as exc:
             raise self._unavailable(exc) from None
         stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
-        if stamp == self._stamp and not force:
+        if stamp == self._stamp:
             return
         if st.st_size > MAX_FILE_BYTES:
             raise RecordingsUnavailable(

@@ -179,8 +179,12 @@ class Session:
         self.config.default_model = model
 
     def resolve(self, model: str | None = None, options: dict | None = None) -> providers.Route:
+        # Replaying, a call whose answer is recorded needs no key: a missing one is reported
+        # when a call is about to be sent (providers.check_key).
+        replaying = self.config.replay in ("replay", "auto")
         return providers.resolve(model or self.default_model(), endpoints=self.endpoints,
-                                 aliases=self.aliases, options=options)
+                                 aliases=self.aliases, options=options,
+                                 require_key=not replaying)
 
     def models(self):
         """A DataFrame of known models: id, provider, key present, context window, prices."""

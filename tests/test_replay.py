@@ -433,3 +433,46 @@ def test_m052_marks_replayed_calls_and_keeps_them_out_of_the_latency_histograms(
     # A row inserted by another tool without the column is not replayed.
     db.execute("INSERT INTO calls (ts, model, status) VALUES (0, 'x', 'ok')")
     assert db.execute("SELECT replayed FROM calls WHERE model = 'x'").fetchone() == (0,)
+
+
+def test_a_providers_model_replays_without_its_key(ipshell, nb_session, recordings_file,
+                                                   monkeypatch):
+    """The author called openai/gpt-4o-mini with their key; whoever replays has none."""
+    from llm_notebook.call import outcome as outcomes
+    from llm_notebook.call.replay import Replay
+    from llm_notebook.errors import MissingKeyError
+
+    nb_session.config.replay = "replay"
+    route = nb_session.resolve("openai/gpt-4o-mini")        # no key needed to name it
+    assert route.missing_key and route.api_key is None
+    replay = Replay.of(nb_session)
+
+    def recorded(messages, text):
+        key = replay.key(route, messages, {})
+        answer = outcomes.Outcome("ok", text, 0.0, 10.0, input_tokens=3, output_tokens=2,
+                                  cost=1e-5)
+        replay.add([replay.line(key, route, messages, {}, answer)])
+
+    recorded([{"role": "user", "content": "Say hi"}], "Hi from OpenAI")
+    recorded([{"role": "user", "content": "Country of Lima?"}], "Peru")
+    recorded([{"role": "user", "content": "Tell me more"}], "More from OpenAI")
+    r = nb_session.ask("Say hi", model="openai/gpt-4o-mini")
+    assert (r.text, r.replayed, r.cost) == ("Hi from OpenAI", True, 0.0)
+    out = pd.DataFrame({"city": ["Lima"]}).llm.map("Country of {city}?", model="openai/gpt-4o-mini",
+                                                   progress=False)
+    assert out.tolist() == ["Peru"]
+    cap = ok(ipshell, "%%llm -m openai/gpt-4o-mini --new\nTell me more")
+    assert "More from OpenAI" in cap.outputs[-1].data["text/plain"]
+    # auto: what is recorded replays; what would be sent needs the key, and says so in one line
+    nb_session.config.replay = "auto"
+    assert nb_session.ask("Say hi", model="openai/gpt-4o-mini").replayed
+    calls = nb_session.log.count_calls()
+    with pytest.raises(MissingKeyError, match="no API key for openai: set OPENAI_API_KEY"):
+        nb_session.ask("Something new", model="openai/gpt-4o-mini")
+    with pytest.raises(MissingKeyError):
+        nb_session.batch(["Say hi", "Something new"], model="openai/gpt-4o-mini", progress=False)
+    assert nb_session.log.count_calls() == calls             # refused before sending
+    # with replay off, naming the model without its key fails at once, as it always did
+    nb_session.config.replay = "off"
+    with pytest.raises(MissingKeyError):
+        nb_session.resolve("openai/gpt-4o-mini")

@@ -10,6 +10,7 @@ import queue
 import time
 from typing import Any
 
+from .. import providers
 from ..call.replay import Replay
 from ..retry import RetryPolicy
 from . import inputs
@@ -113,15 +114,18 @@ def prepare(session, *, frame=None, prompts=None, prompt=None, options: dict | N
 
 
 def _refuse_not_recorded(run: BatchRun) -> None:
-    """Replay mode: a run with rows the recordings do not hold fails before any row runs."""
+    """Replaying, a run with rows the recordings do not hold fails before any row runs: in
+    replay mode because they are not recorded, in auto mode if they need a key that is missing."""
     replay = run.replay
-    if replay is None or not replay.strict:
+    if replay is None or not replay.replays:
         return
     keys = [k for k in run.replay_keys if k is not None]
     found = replay.find_many(keys)
     missing = sum(1 for k in keys if k not in found)
-    if missing:
+    if missing and replay.strict:
         raise replay.not_recorded(run.route, None, rows=missing, total=run.n)
+    if missing:
+        providers.check_key(run.route)
 
 
 def _refuse_over_budget(session, run: BatchRun) -> None:

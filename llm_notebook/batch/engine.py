@@ -197,6 +197,7 @@ class BatchRun:
                 todo = self._set_duplicates_aside(todo)
             self._todo = iter(todo)
             if todo:
+                providers.check_key(self.route)   # (resolved without its key while replaying)
                 await providers.prepare(self.route)
             self.called_started = time.monotonic()
             flusher = asyncio.ensure_future(self._flush_loop())

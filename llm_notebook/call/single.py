@@ -97,6 +97,7 @@ async def call_once(session, messages: list[dict], *, model: str | None, options
                                        duration_ms=(time.perf_counter() - started) * 1000))
             return state.response
 
+    providers.check_key(route)          # (resolved without its key while replaying)
     await providers.prepare(route)
 
     def text_arrived(text: str) -> None:
