@@ -46,5 +46,6 @@ def cell_label() -> str | None:
         header = (parent or {}).get("header") or {}
         if header.get("msg_type") not in (None, "execute_request"):
             return None        # a widget's message, not a cell
+    # IPython numbers a cell, then counts on before running it: the next cell's number is set.
     count = getattr(shell, "execution_count", None)
-    return f"cell In [{count}]" if isinstance(count, int) else None
+    return f"cell In [{count - 1}]" if isinstance(count, int) and count > 1 else None
