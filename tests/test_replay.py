@@ -245,7 +245,7 @@ def test_the_magic_replays_and_names_its_cell_when_not_recorded(ipshell, loop_se
     assert "Hi from the magic" in shown and " · replayed · " in shown
     assert bundle.metadata["llm_notebook"]["replayed"] is True
     assert requests(loopback) == 1
-    result, cap = run(ipshell, "%%llm -m loop/m\nSomething new")
+    result = ipshell.run_cell("%%llm -m loop/m\nSomething new", store_history=True)  # numbered
     assert result.error_in_exec is not None
     line = str(result.error_in_exec)
     assert "\n" not in line and f"in cell In [{result.execution_count}] is not recorded" in line
