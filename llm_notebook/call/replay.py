@@ -19,7 +19,9 @@ text in pieces, as a stream would bring it.
 A request is identified by its cache key (`cache.py`: model, messages, options) with the endpoint
 named as the notebook names it (`lab`, not the URL it had on the author's machine), so a
 recording matches wherever the notebook runs. Chats replay because their history is the replayed
-answers, identical to the recorded ones.
+answers, identical to the recorded ones. While replaying, a provider's model resolves without its
+key (`Session.resolve`): the key is asked for only when a call would be sent
+(`providers.check_key`), so a notebook made with someone else's keys replays without them.
 """
 
 from __future__ import annotations
