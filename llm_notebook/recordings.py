@@ -124,11 +124,8 @@ def _cost(value) -> float | None:
 
 
 def _note(value) -> str | None:
-    if not isinstance(value, str):
-        return None
-    from .redact import redact
-
-    return redact(value[:MAX_NOTE_CHARS])
+    # (shown only inside an LLMError, whose message is redacted)
+    return value[:MAX_NOTE_CHARS] if isinstance(value, str) else None
 
 
 def entry_line(key: str, *, model: str, endpoint: str | None, messages: list[dict],
