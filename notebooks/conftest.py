@@ -1,9 +1,10 @@
 """Each example notebook is a test (`pytest notebooks`): replayed from its recordings
 (llm-recordings.jsonl, beside it) with no network and no key, it must run every cell and show
 what it was saved with (llm_notebook/testing/notebooks.py). After changing a notebook or what it
-calls, record it again:
+calls, record it again; after a change in how outputs look, save it again (same answers):
 
     python -m llm_notebook.testing.notebooks record notebooks/NAME.ipynb
+    python -m llm_notebook.testing.notebooks save notebooks/NAME.ipynb
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ class ReplayedNotebook(pytest.Item):
 
     def repr_failure(self, excinfo):
         if isinstance(excinfo.value, NotebookDiffers):
-            return (f"{self.path.name} shows something else than its saved outputs (record it "
-                    f"again if that is meant: python -m llm_notebook.testing.notebooks record "
-                    f"{self.path}):\n\n" + "\n\n".join(excinfo.value.args[0]))
+            return (f"{self.path.name} shows something else than its saved outputs (if that is "
+                    f"meant, save it again: python -m llm_notebook.testing.notebooks save "
+                    f"{self.path}; or record it again: ... record ...):\n\n"
+                    + "\n\n".join(excinfo.value.args[0]))
         return super().repr_failure(excinfo)
 
     def reportinfo(self):

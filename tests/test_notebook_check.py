@@ -28,14 +28,15 @@ def _display(text, html=None):
 def test_only_times_dates_and_random_ids_are_sanitized():
     footer = "loop/m · 7+5 tokens · replayed · $0.0000 · 0.4 s"
     assert notebooks.sanitize(footer) == "loop/m · 7+5 tokens · replayed · $0.0000 · <time> s"
-    assert notebooks.sanitize("job 3f28e2d15691, chat 0b4d46be, at 0x7f3a2c") == \
-        "job <id>, chat <id>, at <address>"
+    assert notebooks.sanitize("job 3f28e2d15691, job 477006574960, chat 0b4d46be, at 0x7f3a2c") \
+        == "job <id>, job <id>, chat <id>, at <address>"
     assert notebooks.sanitize("2026-12-02 00:48:09.160119772+00:00 and 1765432100.5") == \
         "<date> and <unix time>"
     assert notebooks.sanitize("'/tmp/llm-demo-k3j4h5g6/log.db' http://127.0.0.1:4311/v1") == \
         "'<tmp>/log.db' http://127.0.0.1:<port>/v1"
     # What an answer says is never sanitized: words, numbers, costs.
-    for answer in ("The capital of France is Paris.", "12 apples", "$0.0115", "deadbeef"):
+    for answer in ("The capital of France is Paris.", "12 apples", "$0.0115", "deadbeef",
+                   "0.1234567891", "0.011500000000000002"):
         assert notebooks.sanitize(answer) == answer
 
 

@@ -1,8 +1,9 @@
 """Notebooks that travel: record a notebook's answers, save what a reader re-running it sees, and
 check that it still shows that.
 
-    python -m llm_notebook.testing.notebooks record NOTEBOOK...
-    python -m llm_notebook.testing.notebooks check NOTEBOOK...
+    python -m llm_notebook.testing.notebooks record NOTEBOOK...   # call, record, save
+    python -m llm_notebook.testing.notebooks save NOTEBOOK...     # replay and save
+    python -m llm_notebook.testing.notebooks check NOTEBOOK...    # replay and compare
 
 Each run executes the notebook with nbclient as a headless runner does: a fresh kernel started in
 the notebook's folder (where its recordings are, llm-recordings.jsonl), importing the same
@@ -12,6 +13,7 @@ notebooks").
 
 `record` runs it twice: in record mode (real calls, whose answers go to the recordings), then in
 replay mode, whose outputs it saves: what anyone who re-runs the notebook without keys sees.
+`save` only replays and saves (the answers stay; after a change in how outputs look).
 `check` replays it and compares every cell's outputs with the saved ones. The comparison ignores
 only what differs between two runs by nature (`SANITIZERS`: times, dates, random ids, temporary
 folders, memory addresses), so a change that alters what the notebook shows fails it.
@@ -45,10 +47,11 @@ SANITIZERS = [
     (re.compile(r"\b\d{4}-\d{2}-\d{2}"
                 r"(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:[+-]\d{2}:\d{2}|Z)?)?"), "<date>"),
     (re.compile(r"\b1[6-9]\d{8}(?:\.\d+)?\b"), "<unix time>"),
-    # random ids: uuids, conversation and session ids (32 hex), job ids (12), their prefixes
+    # random ids: uuids, conversation and session ids (32 hex), job ids (12), their prefixes (8);
+    # one may be all digits (a job id is, once in 280), not all letters (words such as "deadbeef")
     (re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b"), "<id>"),
     (re.compile(r"\b[0-9a-f]{32}\b"), "<id>"),
-    (re.compile(r"\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*\d)[0-9a-f]{8,12}\b"), "<id>"),
+    (re.compile(r"(?<![.\d])\b(?=[0-9a-f]*\d)[0-9a-f]{8,12}\b"), "<id>"),   # (not decimals)
     # temporary folders (tempfile.mkdtemp: a prefix and 8 random characters) and the ports of
     # servers the notebook starts
     (re.compile(r"[^\s'\"<>()]*/(?:tmp|[\w.-]*-)[a-z0-9_]{8}(?=[/'\"\s]|$)"), "<tmp>"),
@@ -105,9 +108,14 @@ def _kernel_env(mode: str, log_dir: Path) -> dict:
 
 def record(path: str | os.PathLike) -> None:
     """Record the notebook's calls, then save its outputs as replayed from the recordings."""
+    run(path, "record")
+    save(path)
+
+
+def save(path: str | os.PathLike) -> None:
+    """Save the notebook's outputs as replayed from its recordings."""
     import nbformat
 
-    run(path, "record")
     replayed = run(path, "replay")
     saved = nbformat.read(str(path), as_version=4)
     for cell, new in zip(saved.cells, replayed.cells):
@@ -176,14 +184,14 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m llm_notebook.testing.notebooks",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=("record", "check"))
+    parser.add_argument("command", choices=("record", "save", "check"))
     parser.add_argument("notebooks", nargs="+", metavar="NOTEBOOK")
     args = parser.parse_args(argv)
     failed = 0
     for notebook in args.notebooks:
-        if args.command == "record":
-            record(notebook)
-            print(f"recorded {notebook}")
+        if args.command in ("record", "save"):
+            (record if args.command == "record" else save)(notebook)
+            print(f"{args.command}d {notebook}")
             continue
         found = check(notebook)
         failed += bool(found)
