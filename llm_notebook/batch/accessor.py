@@ -114,12 +114,14 @@ class Estimate:
     output_is_limit: bool
     cost: float | None
     cost_per_row: float | None
+    replayed: int = 0              # rows the notebook's recordings answer (replay, auto)
 
     def __str__(self) -> str:
         out = "at most" if self.output_is_limit else "assumed"
         cost = "price unknown" if self.cost is None else f"≈ ${self.cost:,.4f}"
-        return (f"{self.model}: {self.rows:,} rows, {self.to_send:,} to send ({self.cached:,} "
-                f"cached, {self.bad_rows:,} bad) · ~{self.input_tokens:,} input + "
+        replayed = f"{self.replayed:,} replayed, " if self.replayed else ""
+        return (f"{self.model}: {self.rows:,} rows, {self.to_send:,} to send ({replayed}"
+                f"{self.cached:,} cached, {self.bad_rows:,} bad) · ~{self.input_tokens:,} input + "
                 f"{self.output_tokens:,} output tokens ({self.output_per_row} per row, {out}) · {cost}")
 
     def _repr_pretty_(self, p, cycle) -> None:
@@ -135,7 +137,12 @@ def estimate_run(session, run) -> Estimate:
     from ..tokens import estimate_prompt
 
     todo = [i for i in range(run.n) if run.messages[i] is not None]
-    cached = 0
+    cached = replayed = 0
+    if run.replay is not None and run.replay.replays and todo:
+        found = run.replay.find_many(run.replay_keys[i] for i in todo)
+        replayed = sum(1 for i in todo if run.replay_keys[i] in found)
+        # (in replay mode nothing is sent: a row that is not recorded fails)
+        todo = [] if run.replay.strict else [i for i in todo if run.replay_keys[i] not in found]
     if run.cache and todo:
         hits = session.log.cache_get_many([run.keys[i] for i in todo])
         cached = sum(1 for i in todo if run.keys[i] in hits)
@@ -155,4 +162,5 @@ def estimate_run(session, run) -> Estimate:
     return Estimate(model=run.route.model, rows=run.n, to_send=len(todo), cached=cached,
                     bad_rows=len(run.input_errors), input_tokens=tin, output_tokens=tout,
                     output_per_row=per_row, output_is_limit=bool(limit), cost=cost,
-                    cost_per_row=None if cost is None or not todo else cost / len(todo))
+                    cost_per_row=None if cost is None or not todo else cost / len(todo),
+                    replayed=replayed)

@@ -1,6 +1,9 @@
 """The batch engine: one asyncio run over many rows, each row a call through the one executor
 (llm_notebook/call/executor.py: retries, deadline, budget hold, pricing, Outcome), with what only
 batches need around it:
+- with replay on, the notebook's recordings are read once for all rows (call/replay.py: a
+  recorded answer is taken before the cache, logged as replayed, free); answers are recorded
+  with each flush when recording;
 - the cache is read once for all rows (log.cache_get_many) before anything is sent, and rows
   asking the very same request are sent once;
 - a fixed number of worker coroutines (no task per row) behind a gate of pacing (rpm/tpm) and
@@ -32,8 +35,9 @@ from concurrent.futures import ThreadPoolExecutor
 from .. import budget as budgets
 from .. import pricing, providers, tokens
 from ..call import outcome as outcomes
+from ..call import replay as replays
 from ..call.executor import Call, execute
-from ..errors import BUDGET, RATE_LIMIT, BudgetExceeded, LLMError
+from ..errors import BUDGET, NOT_RECORDED, RATE_LIMIT, BudgetExceeded, LLMError
 from ..retry import RetryPolicy
 from . import gc_policy, store
 from .pacing import AdaptiveLimit, RatePacer
@@ -69,10 +73,12 @@ class BatchRun:
     def __init__(self, session, route, messages: list, keys: list, input_errors: dict,
                  settings: BatchSettings, *, options: dict, concurrency: int, schema=None,
                  prompt_label: str | None, system: str | None,
-                 policy: RetryPolicy | None = None, context: dict | None = None):
+                 policy: RetryPolicy | None = None, context: dict | None = None,
+                 replay=None, replay_keys: list | None = None):
         """`settings` as the user gave them (batch/settings.py); the rest as api.prepare
         worked them out: the rows' messages and cache keys, the model options, the number of
-        workers, the parsed schema, the retry policy."""
+        workers, the parsed schema, the retry policy, the session's replay (call/replay.py;
+        None when off) and the rows' keys in the recordings."""
         self.session = session
         self.log = session.log
         self.route = route
@@ -92,6 +98,8 @@ class BatchRun:
         self.context = context or {}
         self.prompt_label = prompt_label
         self.system = system
+        self.replay = replay
+        self.replay_keys = replay_keys
 
         n = self.n
         self.texts: list = [None] * n
@@ -99,6 +107,7 @@ class BatchRun:
         self.status: list = [None] * n          # "ok" | "error" | None (not run)
         self.errors: dict = {}                  # row -> (kind, message)
         self.cached: set = set()
+        self.replayed: set = set()
         self.resumed: set = set()
         self.attempts: dict = {}
         self.call_ids: list = [None] * n
@@ -133,6 +142,7 @@ class BatchRun:
         self._job_rows: list = []
         self._new_call_rows: list = []     # row index of each buffered call
         self._written_rows: list = []      # rows finished since the last flush (for on_rows)
+        self._to_record: list = []         # (row, Outcome) answers to record at the next flush
         self._flush_wakeup: asyncio.Future | None = None
         self._flusher_stop = False
         self._duplicates: dict = {}          # row sent -> later rows with the same request
@@ -176,6 +186,8 @@ class BatchRun:
             for i, (kind, message) in self.input_errors.items():
                 self._fail(i, kind, message, attempts=0, call_ref=None)
             todo = [i for i in range(self.n) if self.status[i] is None]
+            if todo and self.replay is not None and self.replay.replays:
+                todo = await loop.run_in_executor(pool, self._replay_rows, todo)
             if todo and self.cache:
                 keys = [self.keys[i] for i in todo]
                 hits = await loop.run_in_executor(pool, self.log.cache_get_many, keys)
@@ -185,6 +197,7 @@ class BatchRun:
                 todo = self._set_duplicates_aside(todo)
             self._todo = iter(todo)
             if todo:
+                providers.check_key(self.route)   # (resolved without its key while replaying)
                 await providers.prepare(self.route)
             self.called_started = time.monotonic()
             flusher = asyncio.ensure_future(self._flush_loop())
@@ -274,6 +287,10 @@ class BatchRun:
         self.values[i] = value
         self.call_ids[i] = r["call_id"]
         self.resumed.add(i)
+        if self.replay is not None and self.replay.records and not r.get("replayed"):
+            self._to_record.append((i, outcomes.Outcome(
+                "ok", self.texts[i], 0.0, 0.0, input_tokens=r["input_tokens"],
+                output_tokens=r["output_tokens"], cost=r["cost"], cached=bool(r["cached"]))))
         self._written_rows.append(i)
         if r["cached"]:
             self.cached.add(i)
@@ -288,6 +305,46 @@ class BatchRun:
 
     # -- rows without a call ----------------------------------------------------------------
 
+    def _replay_rows(self, todo: list) -> list:
+        """(writer thread) Take every row the recordings answer; returns the rows left to call
+        (none in replay mode: a row that is not recorded fails, nothing is sent)."""
+        keys = self.replay_keys
+        found = self.replay.find_many(keys[i] for i in todo)
+        ts = time.time()
+        left = []
+        for i in todo:
+            recorded = found.get(keys[i])
+            if recorded is not None:
+                self._take_replayed(i, replays.outcome(recorded, ts=ts))
+            elif self.replay.strict:
+                self._fail(i, NOT_RECORDED, f"not recorded in {self.replay.recordings.path}",
+                           attempts=0, call_ref=None)
+            else:
+                left.append(i)
+        return left
+
+    def _take_replayed(self, i: int, result: outcomes.Outcome) -> None:
+        """Row i answered from the recordings: a call row marked replayed, free, not cached."""
+        ref = self._buffer_call(i, result)
+        self.replayed.add(i)
+        self.texts[i] = result.text
+        if not result.ok:
+            self._fail(i, result.error_kind, result.error, attempts=0, call_ref=ref)
+            return
+        value, problem = self._parse(result.text)
+        if problem is not None:
+            from .schema import INVALID_OUTPUT
+
+            self._fail(i, INVALID_OUTPUT, problem, attempts=0, call_ref=ref)
+            return
+        self.status[i] = "ok"
+        self.values[i] = value
+        self._written_rows.append(i)
+        c = self.counters
+        c["done"] += 1
+        c["ok"] += 1
+        self._job_rows.append((i, "ok", ref, 0, None, None, 0, 0.0))
+
     def _take_cached(self, i: int, hit: dict) -> bool:
         text = hit["response"]
         value, problem = self._parse(text)
@@ -298,6 +355,8 @@ class BatchRun:
         self.values[i] = value
         self.call_ids[i] = hit.get("call_id")
         self.cached.add(i)
+        if self.replay is not None and self.replay.records:
+            self._to_record.append((i, outcomes.from_cache(hit, ts=0.0, duration_ms=0.0)))
         self._written_rows.append(i)
         c = self.counters
         c["done"] += 1
@@ -399,6 +458,8 @@ class BatchRun:
         if result.attempts != 1:
             self.attempts[i] = result.attempts
         ref = self._buffer_call(i, result) if result.attempts else None
+        if self.replay is not None and self.replay.records:
+            self._to_record.append((i, result))
         if not result.ok:
             if result.error_kind == BUDGET:
                 self.stop_reason = self.stop_reason or BUDGET
@@ -477,6 +538,7 @@ class BatchRun:
             owners, self._new_call_rows = self._new_call_rows, []
             written, self._written_rows = self._written_rows, []
             spent, self._spent_unflushed = self._spent_unflushed, 0.0
+            to_record, self._to_record = self._to_record, []
             if not (calls or rows or final):
                 return
             counters = dict(self.counters)
@@ -486,7 +548,7 @@ class BatchRun:
             # A write queued behind another run's write must not be dropped if this task is
             # cancelled (Ctrl-C, or the run ending): finish it, then let the cancellation go on.
             write = loop.run_in_executor(_writer_pool(), self._write, calls, entries, rows,
-                                         owners, counters, status)
+                                         owners, counters, status, to_record)
             try:
                 ids = await asyncio.shield(write)
             except asyncio.CancelledError:
@@ -496,12 +558,17 @@ class BatchRun:
                 self.session._notify(dict(calls[-1], id=ids[-1], job_rows=len(calls)))
             self._tell(written)
 
-    def _write(self, calls, entries, rows, owners, counters, status) -> list:
+    def _write(self, calls, entries, rows, owners, counters, status, to_record=()) -> list:
         """(writer thread) One transaction; then each row learns its call's id, here and not in
-        the awaiting coroutine, so a cancelled await cannot lose the ids (compare reads them)."""
+        the awaiting coroutine, so a cancelled await cannot lose the ids (compare reads them).
+        Answers to record go to the recordings after the log has them."""
         ids = store.write_progress(self.log, self.job_id, calls, entries, rows, counters, status)
         for i, call_id in zip(owners, ids):
             self.call_ids[i] = call_id
+        if to_record:
+            replay, keys = self.replay, self.replay_keys
+            replay.add([replay.line(keys[i], self.route, self.messages[i], self.options, result)
+                        for i, result in sorted(to_record, key=lambda pair: pair[0])])
         return ids
 
     # -- reporting --------------------------------------------------------------------------
@@ -529,6 +596,7 @@ class BatchRun:
         return {
             "job_id": self.job_id, "status": self.job_status, "rows": self.n, "ok": c["ok"],
             "error": c["errors"], "cached": len(self.cached - self.resumed),
+            "replayed": len(self.replayed),
             "resumed": len(self.resumed), "not_run": self.n - c["done"],
             "input_tokens": c["input_tokens"], "output_tokens": c["output_tokens"],
             "cost": round(c["cost"], 10), "unpriced": c["unpriced"],

@@ -62,7 +62,7 @@ def finished_rows(log, job_id: str) -> list[dict]:
     """The job's rows that have an answer, with the answer's text and usage."""
     rows = log.read(
         "SELECT r.row, r.call_id, r.cached, r.attempts, r.cost, c.response, c.input_tokens, "
-        "c.output_tokens FROM job_rows r JOIN calls c ON c.id = r.call_id "
+        "c.output_tokens, c.replayed FROM job_rows r JOIN calls c ON c.id = r.call_id "
         "WHERE r.job_id = ? AND r.status = 'ok'", (job_id,))
     return [dict(r) for r in rows]
 

@@ -94,6 +94,7 @@ class Route:
     base_url: str | None = None
     api_key: str | None = field(default=None, repr=False)
     endpoint: str | None = None         # endpoint name, for cache keys and logs
+    missing_key: str | None = None      # resolved without the key it needs (replay): why
 
 
 @dataclass(slots=True)
@@ -116,7 +117,10 @@ def known_providers() -> set[str]:
 
 
 def resolve(model: str, *, endpoints: dict[str, Endpoint], aliases: dict[str, str],
-            options: dict | None = None) -> Route:
+            options: dict | None = None, require_key: bool = True) -> Route:
+    """The Route of `model`. A provider's key must be present, unless `require_key` is False
+    (replaying: a recorded answer needs no key), when a Route without it says why in
+    `missing_key`, and `check_key` refuses to send it."""
     if not isinstance(model, str):
         raise UnknownModelError(f"a model id is a string such as 'openai/gpt-4o-mini' or "
                                 f"'local/smollm2', not {type(model).__name__}")
@@ -156,11 +160,21 @@ def resolve(model: str, *, endpoints: dict[str, Endpoint], aliases: dict[str, st
                      base_url=base_url, api_key=api_key)
     if not api_key and not keys.has_key(provider):
         env = " or ".join(keys.env_vars_for(provider))
-        raise MissingKeyError(
-            f"no API key for {provider}: set {env} in the environment (or a .env file), or run "
-            f"llm_notebook.session().set_key({provider!r})")
+        missing = (f"no API key for {provider}: set {env} in the environment (or a .env file), "
+                   f"or run llm_notebook.session().set_key({provider!r})")
+        if require_key:
+            raise MissingKeyError(missing)
+        return Route(model=model, kind="litellm", provider=provider, api_model=model,
+                     base_url=base_url, missing_key=missing)
     return Route(model=model, kind="litellm", provider=provider, api_model=model,
                  base_url=base_url, api_key=api_key or keys.get_key(provider))
+
+
+def check_key(route: Route) -> None:
+    """Before anything is sent on a route resolved without its key: the error it would have
+    raised then."""
+    if route.missing_key:
+        raise MissingKeyError(route.missing_key)
 
 
 def _check_per_call_destination(provider: str, names: list[str], base_url, api_key) -> None:
