@@ -750,3 +750,26 @@ def m052_calls_replayed(db: sqlite3.Connection) -> None:
     database["calls"].add_column("replayed", int, not_null_default=0)
     run_script(db, "DROP TRIGGER IF EXISTS calls_usage_rollups;")
     run_script(db, rollup_trigger_sql("calls_usage_rollups", untimed="new.cached OR new.replayed"))
+
+
+@migration
+def m070_workflows(db: sqlite3.Connection) -> None:
+    # Workflows (llm_notebook/workflows): every save is a new immutable version, like templates;
+    # `steps` is the JSON list of step definitions (data only: Python steps name a function, they
+    # never hold code). `workflow_results` keeps what finished steps produced, keyed by a hash of
+    # the step's definition and its input (workflows/keys.py), so an unchanged step is skipped:
+    # the columns an LLM step added, or the rows a filter kept, as JSON.
+    from sqlite_utils import Database
+
+    database = Database(db, recursive_triggers=False, execute_plugins=False)
+    workflows = database["workflows"]
+    workflows.create({"id": int, "name": str, "version": int, "description": str, "steps": str,
+                      "tags": str, "message": str, "created": float}, pk="id",
+                     not_null={"name", "version", "steps", "tags", "created"},
+                     defaults={"tags": "[]"})
+    workflows.create_index(["name", "version"], unique=True)
+    results = database["workflow_results"]
+    results.create({"key": str, "workflow": str, "step": str, "kind": str, "rows": int,
+                    "data": str, "created": float}, pk="key",
+                   not_null={"data", "created"})
+    results.create_index(["workflow", "step", "created"])
