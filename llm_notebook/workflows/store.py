@@ -42,16 +42,17 @@ def _latest_in(db: sqlite3.Connection, name: str) -> dict | None:
 
 def insert_versions(log: Log, rows: Iterable[dict], *, skip_unchanged: bool = False) -> list[dict]:
     """Add each row (name, description, steps, tags, message) as its name's next version, all in
-    one transaction; returns the stored rows. With `skip_unchanged`, a row equal to its name's
-    latest version is not added and that version is returned (importing twice adds nothing)."""
+    one transaction; returns the stored rows. With `skip_unchanged`, a row equal to a version
+    its name already has is not added and that version is returned (importing an export of
+    every version twice adds nothing)."""
     stored: list[dict] = []
     now = time.time()
     with log.write() as db:
         for row in rows:
             latest = _latest_in(db, row["name"])
-            if skip_unchanged and latest is not None and all(
-                    _encode(row.get(k)) == _encode(latest.get(k)) for k in CONTENT):
-                stored.append(latest)
+            same = _same_version(db, row) if skip_unchanged and latest is not None else None
+            if same is not None:
+                stored.append(same)
                 continue
             version = (latest["version"] if latest else 0) + 1
             cursor = db.execute(
@@ -62,6 +63,15 @@ def insert_versions(log: Log, rows: Iterable[dict], *, skip_unchanged: bool = Fa
             stored.append(_decode(db.execute(f"{_SELECT} WHERE id = ?",
                                              (cursor.lastrowid,)).fetchone()))
     return stored
+
+
+def _same_version(db: sqlite3.Connection, row: dict) -> dict | None:
+    wanted = [_encode(row.get(k)) for k in CONTENT]
+    for found in db.execute(f"{_SELECT} WHERE name = ? ORDER BY version DESC", (row["name"],)):
+        version = _decode(found)
+        if [_encode(version.get(k)) for k in CONTENT] == wanted:
+            return version
+    return None
 
 
 def get_version(log: Log, name: str, version: int | None = None) -> dict | None:
