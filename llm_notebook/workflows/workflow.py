@@ -136,16 +136,11 @@ class Workflow:
         tpm, cache (False runs every step and row again), on_error, budget (USD for the whole
         run), deadline, timeout, max_retries; progress: None (auto), True, False, "widget",
         "text"."""
-        from . import batching
         from .progress import reporter
 
-        s, frame, settings, default_model = self._prepare(data, session, settings)
-        resolved = engine.resolve(s, self.steps, default_model=default_model)
-        engine.check_columns(resolved, frame.columns)
-        outcome = engine.execute(s, self.name or "workflow", resolved, frame,
-                                 map_rows=batching.map_rows,
-                                 settings={**settings, "progress": progress},
-                                 on_event=reporter(progress, len(self.steps)))
+        outcome, frame = self.execute(data, session=session, settings=settings,
+                                      on_event=reporter(progress, len(self.steps)),
+                                      progress=progress)
         out = outcome.frame
         out.attrs = {**out.attrs, "workflow": self._info(outcome.reports, frame)}
         return out
@@ -153,24 +148,38 @@ class Workflow:
     def preview(self, data, n: int = 3, *, session=None, progress=False, **settings):
         """Run on the first `n` rows; returns a WorkflowPreview with each step's columns side
         by side (`.result`, `.outputs[step]`, `.table`)."""
-        from . import batching
-        from .preview import WorkflowPreview
         from .progress import reporter
 
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise WorkflowError(f"n is how many rows to preview, a whole number >= 1; got {n!r}")
-        s, frame, settings, default_model = self._prepare(data, session, settings)
-        sample = frame.head(n)
-        if not sample.index.is_unique:
-            sample = sample.reset_index(drop=True)
+        return self.execute(data, session=session, settings=settings, preview_rows=n,
+                            on_event=reporter(progress, len(self.steps)), progress=progress)[0]
+
+    def execute(self, data, *, session=None, settings: dict | None = None, progress=False,
+                on_event=None, map_rows=None, preview_rows: int | None = None):
+        """What run and preview share (the builder widget calls it with its own `map_rows`,
+        one it can stop, and `on_event` for per-step progress). Returns (engine Outcome, the
+        input frame), or with `preview_rows` (a WorkflowPreview, the sample)."""
+        from . import batching
+        from .preview import WorkflowPreview
+
+        if preview_rows is not None and (isinstance(preview_rows, bool)
+                                         or not isinstance(preview_rows, int) or preview_rows < 1):
+            raise WorkflowError(f"n is how many rows to preview, a whole number >= 1; "
+                                f"got {preview_rows!r}")
+        s, frame, settings, default_model = self._prepare(data, session, dict(settings or {}))
+        if preview_rows is not None:
+            frame = frame.head(preview_rows)
+            if not frame.index.is_unique:
+                frame = frame.reset_index(drop=True)
         resolved = engine.resolve(s, self.steps, default_model=default_model)
-        engine.check_columns(resolved, sample.columns)
-        outcome = engine.execute(s, self.name or "workflow", resolved, sample,
-                                 map_rows=batching.map_rows,
+        engine.check_columns(resolved, frame.columns)
+        outcome = engine.execute(s, self.name or "workflow", resolved, frame,
+                                 map_rows=map_rows or batching.map_rows,
                                  settings={**settings, "progress": progress},
-                                 on_event=reporter(progress, len(self.steps)), collect=True)
-        return WorkflowPreview(sample, self.steps, outcome.frames, outcome.reports,
-                               reads(resolved, sample))
+                                 on_event=on_event, collect=preview_rows is not None)
+        if preview_rows is None:
+            return outcome, frame
+        return WorkflowPreview(frame, self.steps, outcome.frames, outcome.reports,
+                               reads(resolved, frame)), frame
 
     def _prepare(self, data, session, settings: dict):
         import pandas as pd
