@@ -283,14 +283,13 @@ class Workflow:
 
 
 def reads(resolved, frame) -> list:
-    """The input columns any step reads (for previews)."""
+    """The input columns the prompts read (for previews; a Python step reads everything, so it
+    adds none)."""
     out: list = []
     for r in resolved:
         for column in (r.reads(frame) or []):
             if column not in out:
                 out.append(column)
-        if r.step.kind == "python":
-            break
     return out
 
 
