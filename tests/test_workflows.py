@@ -306,3 +306,12 @@ def test_budget_covers_the_whole_run(loop_session, loopback, tickets):
     out = wf.run(tickets, progress=False, budget=1.0)
     spent = [s["cost"] for s in out.attrs["workflow"]["steps"]]
     assert sent(loopback) == 8 and all(c > 0 for c in spent) and sum(spent) <= 1.0
+
+
+def test_edit_takes_generation_options_as_llm_does_and_refuses_routing(loop_session):
+    wf = Workflow("w").llm("Summarize {text}", name="s", model=MODEL, max_tokens=5)
+    wf.edit("s", max_tokens=8, temperature=0)
+    assert wf.step("s").options == {"max_tokens": 8, "temperature": 0}
+    with pytest.raises(WorkflowError, match="option 'api_base' sets where the request goes"):
+        wf.edit("s", api_base="http://elsewhere.example")
+    assert wf.step("s").options == {"max_tokens": 8, "temperature": 0}

@@ -102,8 +102,14 @@ class Workflow:
                             f"{', '.join(self.names()) or '(none)'}")
 
     def edit(self, name: str, **changes) -> "Workflow":
-        """Change fields of a step (prompt, model, options, ...): `wf.edit("classify", prompt=...)`."""
+        """Change fields of a step (prompt, model, schema, ...) or its generation options, as
+        given to .llm(): `wf.edit("classify", prompt=..., max_tokens=8)`."""
+        from .steps import KEYS
+
         index = self.steps.index(self.step(name))
+        options = {k: changes.pop(k) for k in list(changes) if k not in KEYS}
+        if options:
+            changes["options"] = {**(changes.get("options") or self.steps[index].options), **options}
         if "name" in changes and changes["name"] != name and changes["name"] in self.names():
             raise WorkflowError(f"the workflow already has a step named '{changes['name']}'")
         self.steps[index] = self.steps[index].replace(**changes)
