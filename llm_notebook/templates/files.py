@@ -106,7 +106,11 @@ def dumps(templates: Iterable[Template], suffix: str) -> str:
 
 def write(path: Path, templates: Iterable[Template]) -> None:
     """Write templates to one file, atomically (a reader never sees half a file)."""
-    text = dumps(templates, path.suffix.lower())
+    write_text(path, dumps(templates, path.suffix.lower()))
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` atomically (template and workflow exports)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

@@ -50,20 +50,7 @@ def dumps(workflows: list[Workflow], suffix: str) -> str:
 
 def write(path: Path, workflows: list[Workflow]) -> None:
     """Write workflows to one file, atomically."""
-    import os
-    import tempfile
-
-    text = dumps(workflows, path.suffix.lower())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    template_files.write_text(path, dumps(workflows, path.suffix.lower()))
 
 
 def read(path: Path) -> list[Workflow]:

@@ -9,6 +9,7 @@
  */
 import type { AnyModel } from "@anywidget/types";
 import { newId, rpcFor } from "../../shared/rpc";
+import { button, el, input, labelled } from "./dom";
 import { createCodeEditor, type CodeEditor } from "./editor";
 
 type Kind = "llm" | "filter" | "python";
@@ -72,35 +73,10 @@ interface WorkflowEvent {
 
 const KIND_LABELS: Record<Kind, string> = { llm: "LLM step", filter: "Filter", python: "Python step" };
 
-function el<K extends keyof HTMLElementTagNameMap>(tag: K, className = "", text = ""): HTMLElementTagNameMap[K] {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text) node.textContent = text;
-  return node;
-}
-
-function button(text: string, label: string, onClick: () => void, className = ""): HTMLButtonElement {
-  const b = el("button", className, text);
-  b.type = "button";
-  b.setAttribute("aria-label", label);
-  b.addEventListener("click", onClick);
-  return b;
-}
-
 function field(label: string, control: HTMLElement): HTMLLabelElement {
-  const wrap = el("label", "llm-wf-field");
-  wrap.append(el("span", "llm-te-label", label), control);
-  return wrap;
+  return labelled(label, control, "llm-wf-field");
 }
 
-function textInput(label: string, placeholder: string, value = ""): HTMLInputElement {
-  const i = el("input");
-  i.type = "text";
-  i.placeholder = placeholder;
-  i.value = value;
-  i.setAttribute("aria-label", label);
-  return i;
-}
 
 function reportLine(r: Report): string {
   if (r.status === "skipped") return `unchanged, skipped · ${r.rows_out} rows`;
@@ -130,7 +106,7 @@ export function renderWorkflowBuilder(model: AnyModel, root: HTMLElement): () =>
   const progress = new Map<number, string>();
 
   // -- skeleton ------------------------------------------------------------------------------------
-  const nameInput = textInput("Workflow name", "workflow name, e.g. tickets");
+  const nameInput = input("Workflow name", "workflow name, e.g. tickets");
   const badge = el("span", "llm-te-badge llm-muted");
   const status = el("div", "llm-muted llm-wf-status");
   status.setAttribute("role", "status");
@@ -150,7 +126,7 @@ export function renderWorkflowBuilder(model: AnyModel, root: HTMLElement): () =>
   }
 
   const editorBox = el("div", "llm-wf-editor");
-  const stepName = textInput("Step name", "step name");
+  const stepName = input("Step name", "step name");
   const kindSelect = el("select");
   kindSelect.setAttribute("aria-label", "Step kind");
   for (const kind of ["llm", "filter", "python"] as Kind[]) {
@@ -159,9 +135,9 @@ export function renderWorkflowBuilder(model: AnyModel, root: HTMLElement): () =>
     kindSelect.append(option);
   }
   const promptBox = el("div", "llm-te-prompt llm-wf-prompt");
-  const modelInput = textInput("Step model", "model (default: the session's)");
-  const outputInput = textInput("Output column", "output column (default: the step's name)");
-  const functionInput = textInput("Registered function", "registered Python function name");
+  const modelInput = input("Step model", "model (default: the session's)");
+  const outputInput = input("Output column", "output column (default: the step's name)");
+  const functionInput = input("Registered function", "registered Python function name");
   const schemaInput = el("textarea", "llm-wf-schema");
   schemaInput.rows = 3;
   schemaInput.placeholder = '{"type": "object", "properties": {"category": {"type": "string"}}}';
@@ -184,7 +160,7 @@ export function renderWorkflowBuilder(model: AnyModel, root: HTMLElement): () =>
   const runButton = button("Run", "Run the workflow on all rows", () => void run());
   const stopButton = button("Stop", "Stop the run (finished rows are kept)", () => void rpc.request("stop").catch(() => undefined));
   stopButton.disabled = true;
-  const messageInput = textInput("Version message", "version message (optional)");
+  const messageInput = input("Version message", "version message (optional)");
   const saveButton = button("Save version", "Save a new version of the workflow", () => void save());
   const actions = el("div", "llm-wf-actions");
   actions.append(field("Rows", nInput), previewButton, runButton, stopButton, messageInput, saveButton);
