@@ -315,3 +315,28 @@ def test_edit_takes_generation_options_as_llm_does_and_refuses_routing(loop_sess
     with pytest.raises(WorkflowError, match="option 'api_base' sets where the request goes"):
         wf.edit("s", api_base="http://elsewhere.example")
     assert wf.step("s").options == {"max_tokens": 8, "temperature": 0}
+
+
+def test_registering_functions_and_loading_the_users_file(tmp_path):
+    from llm_notebook.workflows import functions
+
+    with pytest.raises(WorkflowError, match="a lambda has no name"):
+        functions.register(lambda df: df)
+    with pytest.raises(WorkflowError, match="takes a function"):
+        functions.register(42)
+    with pytest.raises(WorkflowError, match="name is letters, digits"):
+        functions.register(lambda df: df, name="no spaces")
+    (tmp_path / "mine.py").write_text(
+        "import llm_notebook\n\n@llm_notebook.workflows.register(name='mine.clean', version='2')\n"
+        "def clean(df):\n    return df\n")
+    try:
+        functions.load(str(tmp_path / "mine.py"))
+        assert "mine.clean" in functions.registered()
+        before = functions.fingerprint("mine.clean")
+        functions.register(functions.lookup("mine.clean", "s"), name="mine.clean", version="3")
+        assert functions.fingerprint("mine.clean") != before       # a new version, a new key
+    finally:
+        functions.unregister("mine.clean")
+    with pytest.raises(WorkflowError, match="no Python file or importable module"):
+        functions.load("no_such_module_for_workflows")
+    functions.load("json")                                          # an importable module

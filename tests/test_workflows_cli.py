@@ -4,6 +4,7 @@ that send nothing, and Ctrl-C within 2 s keeping the finished rows."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -95,14 +96,39 @@ def test_a_workflow_file_with_a_python_step_from_the_users_functions_file(saved,
     (("run", "triage", "--input", "in.csv", "--output", "o.xlsx"), "output files are"),
     (("run", "triage", "--input", "in.csv", "--output", "nowhere/o.csv"), "does not exist"),
     (("run", "triage@7", "--input", "in.csv", "--output", "o.csv"), "has no version 7"),
+    (("run", "wf.yaml", "--input", "in.csv", "--output", "o.csv"), "wf.yaml: no such file"),
+    (("run", "triage", "--input", "in.csv", "--output", "o.csv", "--endpoint", "nourl"),
+     "--endpoint takes NAME=URL"),
+    (("run", "triage", "--input", "in.csv", "--output", "o.csv", "--functions", "nope.py"),
+     "--functions nope.py: no such Python file"),
 ])
-def test_problems_are_one_line_with_exit_status_1_and_write_nothing(saved, args, message):
-    done = cli(saved, *args)
-    assert done.returncode == 1
-    assert done.stderr.startswith("llm-notebook: error: ") and done.stderr.count("\n") == 1
-    assert message in done.stderr, done.stderr
-    assert "Traceback" not in done.stderr
+def test_problems_are_one_line_with_exit_status_1_and_write_nothing(saved, args, message, capsys,
+                                                                    monkeypatch):
+    from llm_notebook.__main__ import main
+
+    monkeypatch.chdir(saved)
+    assert main(list(args)) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("llm-notebook: error: ") and err.count("\n") == 1
+    assert message in err, err
     assert not list(saved.glob("o.*"))
+
+
+def test_in_process_run_of_a_file_with_several_workflows(saved, loopback, capsys, monkeypatch):
+    from llm_notebook.__main__ import main
+
+    monkeypatch.chdir(saved)
+    (saved / "two.json").write_text(json.dumps({"llm_notebook_workflows": 1, "workflows": [
+        {"name": "a", "steps": [{"name": "s", "kind": "llm", "prompt": "A {ticket}", "model": MODEL}]},
+        {"name": "b", "steps": [{"name": "s", "kind": "llm", "prompt": "B {ticket}", "model": MODEL}]},
+    ]}))
+    base = ["run", "two.json", "--input", "in.csv", "--output", "out.json", "--limit", "1"]
+    assert main(base) == 1
+    assert "holds several workflows (a, b); choose one with --name" in capsys.readouterr().err
+    assert main([*base, "--name", "c"]) == 1
+    assert main([*base, "--name", "b", "--no-cache", "--concurrency", "2"]) == 0
+    assert pd.read_json(saved / "out.json")["s"].tolist() == ["Echo: B charged twice"]
+    assert "wrote 1 of 1 rows to out.json" in capsys.readouterr().err
 
 
 def test_usage_errors_exit_2(tmp_path):
