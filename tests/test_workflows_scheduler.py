@@ -38,12 +38,20 @@ def test_a_scheduled_job_runs_the_workflow_notebook_with_parameters(server, loop
     notebook(server.root_dir / "triage.ipynb")
     result = server.base_dir / "triaged.csv"
 
-    # Parameter values are Python source (jupyter-scheduler writes `name = value` lines).
-    job = server.api("POST", "/scheduler/jobs", {
-        "name": "triage", "input_uri": "triage.ipynb", "runtime_environment_name": "python3",
-        "output_formats": ["ipynb"], "package_input_folder": True,
-        "parameters": {"endpoint": json.dumps(loopback.url), "limit": "2",
-                       "output_path": json.dumps(str(result))}})
+    # A job definition on a schedule, as JupyterLab's "Create Notebook Job" makes one; parameter
+    # values are Python source (jupyter-scheduler writes `name = value` lines).
+    parameters = {"endpoint": json.dumps(loopback.url), "limit": "2",
+                  "input_path": json.dumps(str(server.root_dir / "tickets.csv")),
+                  "output_path": json.dumps(str(result))}
+    definition = server.api("POST", "/scheduler/job_definitions", {
+        "name": "triage every morning", "input_uri": "triage.ipynb",
+        "runtime_environment_name": "python3", "output_formats": ["ipynb"],
+        "schedule": "0 7 * * *", "timezone": "UTC", "parameters": parameters})
+    defined = server.api("GET", f"/scheduler/job_definitions/{definition['job_definition_id']}")
+    assert (defined["schedule"], defined["active"]) == ("0 7 * * *", True)
+    # Its next run, started now (what the schedule does at 7:00, and "Run job" does at once).
+    job = server.api("POST", f"/scheduler/job_definitions/{definition['job_definition_id']}/jobs",
+                     {"parameters": parameters})
     deadline = time.monotonic() + JOB_TIMEOUT_S
     while True:
         described = server.api("GET", f"/scheduler/jobs/{job['job_id']}")
