@@ -1,6 +1,6 @@
-"""jupyter-scheduler runs a workflow notebook as a job with parameters: a real jupyter server
-with the scheduler's server extension, a job created through its REST API, executed by its own
-executor, against the loopback server. jupyter-scheduler is in the test extra; for users it is
+"""jupyter-scheduler runs a workflow notebook on a schedule with parameters: a real jupyter server
+with the scheduler's server extension, a job definition with a cron schedule created through its
+REST API and a run of it executed by its own executor, against the loopback server. jupyter-scheduler is in the test extra; for users it is
 optional (README "Workflows": where it is not installed, cron runs the command line)."""
 
 from __future__ import annotations
