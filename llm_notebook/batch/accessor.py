@@ -114,10 +114,13 @@ class Estimate:
     output_is_limit: bool
     cost: float | None
     cost_per_row: float | None
+    via: str = "calls"               # "batch_api": priced at the provider's batch price
 
     def __str__(self) -> str:
         out = "at most" if self.output_is_limit else "assumed"
         cost = "price unknown" if self.cost is None else f"≈ ${self.cost:,.4f}"
+        if self.via == "batch_api" and self.cost is not None:
+            cost += " at the Batch API price"
         return (f"{self.model}: {self.rows:,} rows, {self.to_send:,} to send ({self.cached:,} "
                 f"cached, {self.bad_rows:,} bad) · ~{self.input_tokens:,} input + "
                 f"{self.output_tokens:,} output tokens ({self.output_per_row} per row, {out}) · {cost}")
@@ -132,27 +135,33 @@ class Estimate:
 
 
 def estimate_run(session, run) -> Estimate:
+    """What `run` would send and cost, read a chunk of rows at a time (cache hits included)."""
     from ..tokens import estimate_prompt
+    from .feed import chunks
 
-    todo = [i for i in range(run.n) if run.messages[i] is not None]
-    cached = 0
-    if run.cache and todo:
-        hits = session.log.cache_get_many([run.keys[i] for i in todo])
-        cached = sum(1 for i in todo if run.keys[i] in hits)
-        todo = [i for i in todo if run.keys[i] not in hits]
     per_row = run.pace_out
     limit = run.options.get("max_tokens") or run.options.get("max_completion_tokens")
-    # Priced row by row, as the rows will be: a tiered price depends on each prompt's size.
-    tin = cost = 0
-    for i in todo:
-        row_in = estimate_prompt(run.messages[i])
-        tin += row_in
-        row_cost = run.price(row_in, per_row) if cost is not None else None
-        cost = None if row_cost is None else cost + row_cost
-    tout = per_row * len(todo)
+    to_send = cached = bad = tin = 0
+    cost = 0.0
+    for chunk in chunks(run.rows, run.route, run.options):
+        bad += len(chunk.errors)
+        todo = [m for m in chunk.messages if m is not None]
+        if run.cache and todo:
+            keys = [k for k, m in zip(chunk.keys, chunk.messages) if m is not None]
+            hits = session.log.cache_get_many(keys)
+            cached += sum(1 for k in keys if k in hits)
+            todo = [m for k, m in zip(keys, todo) if k not in hits]
+        to_send += len(todo)
+        # Priced row by row, as the rows will be: a tiered price depends on each prompt's size.
+        for messages in todo:
+            row_in = estimate_prompt(messages)
+            tin += row_in
+            row_cost = run.price(row_in, per_row) if cost is not None else None
+            cost = None if row_cost is None else cost + row_cost
     if not pricing.is_priced(run.route.model, session.config.prices):
         cost = None
-    return Estimate(model=run.route.model, rows=run.n, to_send=len(todo), cached=cached,
-                    bad_rows=len(run.input_errors), input_tokens=tin, output_tokens=tout,
+    return Estimate(model=run.route.model, rows=run.n, to_send=to_send, cached=cached,
+                    bad_rows=bad, input_tokens=tin, output_tokens=per_row * to_send,
                     output_per_row=per_row, output_is_limit=bool(limit), cost=cost,
-                    cost_per_row=None if cost is None or not todo else cost / len(todo))
+                    cost_per_row=None if cost is None or not to_send else cost / to_send,
+                    via=run.via)

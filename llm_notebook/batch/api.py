@@ -12,14 +12,12 @@ from typing import Any
 
 from ..retry import RetryPolicy
 from . import inputs
-from .cachekeys import cache_keys
 from .engine import BatchRun
 from .settings import BatchSettings
 
 DEFAULT_CONCURRENCY = 16
 PROGRESS_SECONDS = 0.2           # progress refresh (5/s: far below what iopub can take)
 INTERRUPT_GRACE = 1.8            # Ctrl-C: seconds to let the run write what finished
-_ON_ERROR = ("keep", "raise")
 # Indexes of recent DataFrame runs, so session.job(id).errors() can show the user's labels.
 _RECENT_INDEXES: "collections.OrderedDict[str, Any]" = collections.OrderedDict()
 
@@ -55,9 +53,6 @@ def prepare(session, *, frame=None, prompts=None, prompt=None, options: dict | N
     from .schema import OutputSchema
 
     settings, more_options = BatchSettings.split(keywords)
-    if settings.on_error not in _ON_ERROR:
-        raise ValueError(f"on_error must be 'keep' (failed rows become <NA>) or 'raise' (stop at "
-                         f"the first failed row), not {settings.on_error!r}")
     options = {k: v for k, v in {**(options or {}), **more_options}.items() if v is not None}
     model, system = settings.model, settings.system
     if frame is not None:
@@ -68,6 +63,10 @@ def prepare(session, *, frame=None, prompts=None, prompt=None, options: dict | N
     policy = _policy(session, options)
     out_schema = OutputSchema(settings.schema) if settings.schema is not None else None
     route = session.resolve(spec.model, options)
+    if settings.via == "batch_api":
+        from .. import providers
+
+        providers.batch_api_support(route)   # a provider without one: refused before anything
     system_text = spec.system
     if out_schema is not None:
         options.setdefault("response_format", out_schema.response_format())
@@ -76,32 +75,22 @@ def prepare(session, *, frame=None, prompts=None, prompt=None, options: dict | N
     limit_tokens = inputs.max_prompt_tokens(route)
     if frame is not None:
         spec.system = system_text
-        reqs = inputs.from_frame(frame, spec, max_tokens=limit_tokens)
-        label = spec.name or spec.prompt
+        rows = inputs.FrameRows(frame, spec, max_tokens=limit_tokens)
     else:
         if isinstance(prompts, (str, bytes)) or not hasattr(prompts, "__len__"):
             raise TypeError("batch() takes a list of prompts (strings or message lists); for one "
                             "prompt use ask()")
-        reqs = inputs.from_list(list(prompts), system_text, max_tokens=limit_tokens)
-        first = next((p for p in reqs.prompts if p is not None), None)
-        label = first
-    if settings.on_error == "raise" and reqs.errors:
-        i = min(reqs.errors)
-        raise ValueError(f"row {i}: {reqs.errors[i][1]} ({len(reqs.errors)} bad row(s) in all; nothing was "
-                         "sent; fix them, or use on_error='keep' to send the others)")
-    keys = cache_keys(route.model, reqs.messages, options, route.base_url or route.endpoint)
-    for i, m in enumerate(reqs.messages):
-        if m is not None and keys[i] is None:
-            reqs.messages[i] = None
-            reqs.errors[i] = (inputs.BAD_INPUT, "the text holds invalid Unicode (lone "
-                                                "surrogates); clean it, e.g. with "
-                                                ".str.encode('utf-8', 'replace').str.decode('utf-8'); "
-                                                "the row was not sent")
+        rows = inputs.ListRows(list(prompts), system_text, max_tokens=limit_tokens)
+    if settings.on_error == "raise":
+        bad = inputs.first_error(rows)
+        if bad is not None:
+            i, count, (_kind, message) = bad
+            raise ValueError(f"row {i}: {message} ({count} bad row(s) in all; nothing was "
+                             "sent; fix them, or use on_error='keep' to send the others)")
     width = _concurrency(settings.concurrency, route)
     context = {"notebook": ctx.notebook_path(), "cell_id": ctx.cell_id()}
-    run = BatchRun(session, route, reqs.messages, keys, reqs.errors, settings, options=options,
-                   concurrency=width, schema=out_schema, prompt_label=label, system=system_text,
-                   policy=policy, context=context)
+    run = BatchRun(session, route, rows, settings, options=options, concurrency=width,
+                   schema=out_schema, system=system_text, policy=policy, context=context)
     if check_budget:
         _refuse_over_budget(session, run)
     return run, out_schema

@@ -14,6 +14,13 @@ batches need around it:
   a progress display follow the run without looking at it;
 - young garbage collections on the flush's schedule while it runs (gc_policy.py: measured, and
   the collector's state is put back when the run ends).
+- the rows come a chunk at a time (feed.py): messages and cache keys are built for a few
+  thousand rows while the previous ones are sent, so a run of a million rows holds a few chunks'
+  requests, and per row only its answer, status and call id;
+- pacing is per model, not per run (pacing.shared_pacer): runs on the same model, background
+  jobs included, share its rpm/tpm and Retry-After pauses;
+- `via="batch_api"` sends the rows as provider batches instead of calls (provider_batch.py),
+  and logs and reports them through the same books.
 Nothing per row is heavier than the executor itself: no Response, no pandas, no listeners.
 
 A row is taken by exactly one worker (a shared iterator), so no row is sent twice in a run except
@@ -25,18 +32,21 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 from .. import budget as budgets
-from .. import pricing, providers, tokens
+from .. import pricing, tokens
+from ..cache import _NOT_SEMANTIC
 from ..call import outcome as outcomes
 from ..call.executor import Call, execute
 from ..errors import BUDGET, RATE_LIMIT, BudgetExceeded, LLMError
 from ..retry import RetryPolicy
 from . import gc_policy, store
-from .pacing import AdaptiveLimit, RatePacer
+from .feed import Chunk, Feed
+from .pacing import AdaptiveLimit, shared_pacer
 from .settings import BatchSettings
 
 FLUSH_SECONDS = 0.1
@@ -66,31 +76,34 @@ class BatchRun:
     """One run of a batch. Build it (batch/api.py prepare), `await run()`, then read `texts`,
     `values`, `status`, `errors`, `summary()`."""
 
-    def __init__(self, session, route, messages: list, keys: list, input_errors: dict,
-                 settings: BatchSettings, *, options: dict, concurrency: int, schema=None,
-                 prompt_label: str | None, system: str | None,
-                 policy: RetryPolicy | None = None, context: dict | None = None):
-        """`settings` as the user gave them (batch/settings.py); the rest as api.prepare
-        worked them out: the rows' messages and cache keys, the model options, the number of
-        workers, the parsed schema, the retry policy."""
+    def __init__(self, session, route, rows, settings: BatchSettings, *, options: dict,
+                 concurrency: int, schema=None, system: str | None,
+                 policy: RetryPolicy | None = None, context: dict | None = None,
+                 n: int | None = None):
+        """`rows` is the input (inputs.FrameRows or ListRows: requests a chunk at a time, or
+        None to pick up a Batch API job from the log); `settings` as the user gave them
+        (batch/settings.py); the rest as api.prepare worked them out: the model options, the
+        number of workers, the parsed schema, the retry policy; `n` the number of rows when
+        there is no `rows`."""
         self.session = session
         self.log = session.log
         self.route = route
-        self.messages = messages
-        self.keys = keys
-        self.input_errors = input_errors
+        self.rows = rows
         self.options = options
-        self.n = len(messages)
+        self.n = rows.n if rows is not None else int(n or 0)
         self.cache = bool(settings.cache)
         self.schema = schema
         self.on_error = settings.on_error
         self.progress = settings.progress
+        self.via = settings.via
+        self.background = bool(settings.background)
         self.policy = policy or session.policy()
         self.limit = AdaptiveLimit(concurrency)
-        self.pacer = RatePacer(settings.rpm, settings.tpm)
+        self.rpm, self.tpm = settings.rpm, settings.tpm
+        self.pacer = shared_pacer(route, settings.rpm, settings.tpm)
         budget = settings.budget
         self.context = context or {}
-        self.prompt_label = prompt_label
+        self.prompt_label = rows.label if rows is not None else None
         self.system = system
 
         n = self.n
@@ -104,19 +117,22 @@ class BatchRun:
         self.call_ids: list = [None] * n
         self.counters = {c: 0 for c in store.COUNTERS}
         self.counters["cost"] = 0.0
+        self.bad_rows = 0
         self.in_flight = 0
         self.called_done = 0                    # rows finished by a call in this run
         self.requests_sent = 0
         self.retries = 0
         self.rate_limited = 0
         self.job_id: str | None = None
-        self.job_status = "running"
+        self.job_status = "queued" if self.background else "running"
+        self.provider_status: str | None = None  # a Batch API run: the provider's word
         self.stop_reason: str | None = None
         self.stop_error: tuple | None = None
         self.started = self.finished = None
         self.called_started = None
 
-        self.price = pricing.pricer(route.model, session.config.prices)
+        batch_price = self.via == "batch_api"
+        self.price = pricing.pricer(route.model, session.config.prices, batch=batch_price)
         self.budget = _RunBudget(self, _headroom(session, budget))
         if budget is not None and not pricing.is_priced(route.model, session.config.prices):
             raise ValueError(f"budget= needs a price for {route.model!r}, which litellm's price map "
@@ -166,33 +182,29 @@ class BatchRun:
         self.started = time.monotonic()
         loop = asyncio.get_running_loop()
         pool = _writer_pool()
-        fingerprint = _fingerprint(self.route.model, self.keys, self.input_errors)
-        await loop.run_in_executor(pool, self._open_job, fingerprint)
+        if self.job_id is None:
+            await loop.run_in_executor(pool, self.open_job)
+        self.job_status = "running"
+        await loop.run_in_executor(pool, store.mark_running, self.log, self.job_id)
         self._tell([])
         flusher = None
         workers: list = []
         holding_gc = False
+        feed = Feed(self) if self.rows is not None else None
+        self.pacer.attach(self, self.rpm, self.tpm)
         try:
-            for i, (kind, message) in self.input_errors.items():
-                self._fail(i, kind, message, attempts=0, call_ref=None)
-            todo = [i for i in range(self.n) if self.status[i] is None]
-            if todo and self.cache:
-                keys = [self.keys[i] for i in todo]
-                hits = await loop.run_in_executor(pool, self.log.cache_get_many, keys)
-                if hits:
-                    todo = [i for i in todo
-                            if (hit := hits.get(self.keys[i])) is None or not self._take_cached(i, hit)]
-                todo = self._set_duplicates_aside(todo)
-            self._todo = iter(todo)
-            if todo:
-                await providers.prepare(self.route)
             self.called_started = time.monotonic()
             flusher = asyncio.ensure_future(self._flush_loop())
             gc_policy.hold()
             holding_gc = True
-            if todo:
-                width = 1 if self.route.kind == "local" else min(self.limit.maximum, len(todo))
-                workers = [asyncio.ensure_future(self._worker()) for _ in range(width)]
+            if self.via == "batch_api":
+                from . import provider_batch
+
+                await provider_batch.send(self, feed)
+            elif self.counters["done"] < self.n:
+                width = 1 if self.route.kind == "local" else min(self.limit.maximum,
+                                                                  self.n - self.counters["done"])
+                workers = [asyncio.ensure_future(self._worker(feed)) for _ in range(width)]
                 await asyncio.gather(*workers)
             self.job_status = self._final_status()
         except BaseException as exc:
@@ -208,6 +220,9 @@ class BatchRun:
             await asyncio.gather(*workers, return_exceptions=True)
             raise
         finally:
+            self.pacer.detach(self)
+            if feed is not None:
+                feed.close()
             if holding_gc:
                 gc_policy.release()
             if flusher is not None:
@@ -232,6 +247,8 @@ class BatchRun:
             return "budget"
         if self.stop_reason in ("error", "cancelled"):
             return "stopped" if self.stop_reason == "error" else "cancelled"
+        if self.stop_reason is not None:   # a provider batch that ended without every row
+            return self.stop_reason
         return "done"
 
     def cancel(self) -> None:
@@ -241,29 +258,38 @@ class BatchRun:
 
     # -- job record -------------------------------------------------------------------------
 
-    def _open_job(self, fingerprint: str) -> None:
-        """(writer thread) Resume the unfinished job with the same rows, or start a new one."""
-        previous = store.resumable_job(self.log, fingerprint, self.session.kernel_session)
+    def open_job(self) -> None:
+        """(any thread) Resume the unfinished job with the same rows, or start a new one. A
+        background job opens before it is queued, so its id is known at once."""
+        fingerprint = _fingerprint(self.route, self.options, self.rows, self.via)
+        kernel = self.session.kernel_session
+        previous = store.resumable_job(self.log, fingerprint, kernel)
+        status = "queued" if self.background else "running"
         if previous is not None:
             self.job_id = previous["id"]
-            store.reopen_job(self.log, self.job_id, self.session.kernel_session,
-                             self.context.get("notebook"), self.context.get("cell_id"))
-            resume_rows = store.finished_rows(self.log, self.job_id)
+            store.reopen_job(self.log, self.job_id, kernel, self.context.get("notebook"),
+                             self.context.get("cell_id"), status=status,
+                             background=self.background)
         else:
             self.job_id = uuid.uuid4().hex[:12]
-            resume_rows = []
             store.create_job(self.log, {
                 "id": self.job_id, "fingerprint": fingerprint, "model": self.route.model,
                 "prompt": self.prompt_label, "system": self.system,
                 "options": self._base_row["options"],
                 "schema": self.schema.json_schema if self.schema is not None else None,
-                "rows": self.n, "kernel_session": self.session.kernel_session,
-                "notebook": self.context.get("notebook"), "cell_id": self.context.get("cell_id")})
+                "rows": self.n, "kernel_session": kernel, "via": self.via,
+                "background": int(self.background),
+                "notebook": self.context.get("notebook"), "cell_id": self.context.get("cell_id")},
+                status=status)
         self._base_row["job_id"] = self.job_id
-        for r in resume_rows:
-            i = r["row"]
-            if 0 <= i < self.n and i not in self.input_errors:
-                self._take_resumed(i, r)
+        if previous is not None:
+            self.take_resumed_rows()
+
+    def take_resumed_rows(self) -> None:
+        """(any thread) Count the rows the job's earlier runs answered as done."""
+        for r in store.finished_rows(self.log, self.job_id):
+            if 0 <= r["row"] < self.n and self.status[r["row"]] is None:
+                self._take_resumed(r["row"], r)
 
     def _take_resumed(self, i: int, r: dict) -> None:
         value, problem = self._parse(r["response"] or "")
@@ -287,6 +313,27 @@ class BatchRun:
         c["cost"] += r["cost"] or 0.0
 
     # -- rows without a call ----------------------------------------------------------------
+
+    async def take_chunk(self, chunk: Chunk) -> list:
+        """(the feed) A chunk's rows that failed to make a request become errors, the cached
+        ones answers; returns the rows to send (equal requests set aside to share one)."""
+        for i, (kind, message) in chunk.errors.items():
+            self.bad_rows += 1
+            if self.status[i] is None:
+                self._fail(i, kind, message, attempts=0, call_ref=None)
+        todo = [i for i in range(chunk.start, chunk.stop)
+                if self.status[i] is None and chunk.messages_of(i) is not None]
+        if todo and self.cache:
+            keys = [chunk.key_of(i) for i in todo]
+            loop = asyncio.get_running_loop()
+            hits = await loop.run_in_executor(_writer_pool(), self.log.cache_get_many, keys)
+            if hits:
+                todo = [i for i in todo
+                        if (hit := hits.get(chunk.key_of(i))) is None or not self._take_cached(i, hit)]
+            todo = self._set_duplicates_aside(todo, chunk)
+        if len(self._job_rows) >= FLUSH_ROWS:
+            self._wake_flusher()
+        return todo
 
     def _take_cached(self, i: int, hit: dict) -> bool:
         text = hit["response"]
@@ -332,14 +379,14 @@ class BatchRun:
                        attempts=0, call_ref=None)
             self._mirror(i, None)
 
-    def _set_duplicates_aside(self, todo: list) -> list:
-        """Rows whose request equals an earlier row's are not sent: they take that row's
-        outcome (the cache would give them its answer on the next run anyway). Only when the
-        cache is on: without it, equal requests are independent samples."""
+    def _set_duplicates_aside(self, todo: list, chunk: Chunk) -> list:
+        """Rows whose request equals an earlier row's of the chunk are not sent: they take that
+        row's outcome (the cache would give them its answer on the next run anyway). Only when
+        the cache is on: without it, equal requests are independent samples."""
         first: dict = {}
         unique = []
         for i in todo:
-            owner = first.setdefault(self.keys[i], i)
+            owner = first.setdefault(chunk.key_of(i), i)
             if owner == i:
                 unique.append(i)
             else:
@@ -371,54 +418,55 @@ class BatchRun:
 
     # -- calling ----------------------------------------------------------------------------
 
-    async def _worker(self) -> None:
+    async def _worker(self, feed: Feed) -> None:
         gate = _Gate(self)
-        for i in self._todo:
+        while (item := await feed.take()) is not None:
+            i, chunk = item
             if self.stop_reason is not None:
                 self._unstarted(i)
                 continue
-            messages = self.messages[i]
+            messages = chunk.messages_of(i)
             call = Call(self.route, messages, self.options, self.policy, self.price,
                         est_in=tokens.estimate_prompt(messages), est_out=self.budget_out)
             try:
-                await execute(call, sink=_RowSink(self, i), gate=gate, budget=self.budget)
+                await execute(call, sink=_RowSink(self, i, chunk), gate=gate, budget=self.budget)
             except BudgetExceeded:
                 self.stop_reason = self.stop_reason or BUDGET
                 self._unstarted(i)
 
     # -- outcomes ---------------------------------------------------------------------------
 
-    def _record(self, i: int, result: outcomes.Outcome) -> None:
+    def record(self, i: int, result: outcomes.Outcome, chunk: Chunk) -> None:
         """(the row's sink) Buffer row i's call and account for its outcome."""
         if result.status == "interrupted":
-            self._buffer_call(i, result)
+            self._buffer_call(i, result, chunk)
             return
         self.called_done += 1
         self.requests_sent += result.attempts
         self.retries += max(0, result.attempts - 1)
         if result.attempts != 1:
             self.attempts[i] = result.attempts
-        ref = self._buffer_call(i, result) if result.attempts else None
+        ref = self._buffer_call(i, result, chunk) if result.attempts else None
         if not result.ok:
             if result.error_kind == BUDGET:
                 self.stop_reason = self.stop_reason or BUDGET
             self.texts[i] = result.text
             self._fail(i, result.error_kind, result.error, attempts=result.attempts, call_ref=ref)
         else:
-            self._succeeded(i, result, ref)
+            self._succeeded(i, result, ref, chunk)
         self._mirror(i, ref)
         if len(self._job_rows) >= FLUSH_ROWS:
             self._wake_flusher()
 
-    def _buffer_call(self, i: int, result: outcomes.Outcome) -> tuple:
-        key = self.keys[i] if self.cache else None
+    def _buffer_call(self, i: int, result: outcomes.Outcome, chunk: Chunk) -> tuple:
+        key = chunk.key_of(i) if self.cache else None
         ref = ("new", len(self._calls))
-        self._calls.append(result.row(self._base_row, self.messages[i], cache_key=key,
+        self._calls.append(result.row(self._base_row, chunk.messages_of(i), cache_key=key,
                                       row_key=str(i)))
         self._new_call_rows.append(i)
         return ref
 
-    def _succeeded(self, i: int, result: outcomes.Outcome, ref: tuple) -> None:
+    def _succeeded(self, i: int, result: outcomes.Outcome, ref: tuple, chunk: Chunk) -> None:
         c = self.counters
         tin, tout, cost = result.input_tokens, result.output_tokens, result.cost
         c["input_tokens"] += tin or 0
@@ -442,8 +490,9 @@ class BatchRun:
         self._written_rows.append(i)
         c["done"] += 1
         c["ok"] += 1
-        if self.cache and self.keys[i] is not None:
-            self._cache_entries.append((self.keys[i], ref[1], text, tin, tout))
+        key = chunk.key_of(i)
+        if self.cache and key is not None:
+            self._cache_entries.append((key, ref[1], text, tin, tout))
         self._job_rows.append((i, "ok", ref, 0, None, None, result.attempts, cost))
 
     # -- writing ----------------------------------------------------------------------------
@@ -521,7 +570,7 @@ class BatchRun:
             "concurrency": int(self.limit.limit), "rate": rate,
             "eta": (left / rate) if rate and left else (0.0 if not left else None),
             "elapsed": now - (self.started or now), "status": self.job_status,
-            "stopping": self.stop_reason,
+            "stopping": self.stop_reason, "via": self.via, "provider": self.provider_status,
         }
 
     def summary(self) -> dict:
@@ -533,21 +582,22 @@ class BatchRun:
             "input_tokens": c["input_tokens"], "output_tokens": c["output_tokens"],
             "cost": round(c["cost"], 10), "unpriced": c["unpriced"],
             "requests": self.requests_sent, "retries": self.retries,
-            "rate_limited": self.rate_limited, "model": self.route.model,
+            "rate_limited": self.rate_limited, "model": self.route.model, "via": self.via,
             "duration_s": round((self.finished or time.monotonic()) - (self.started or 0), 3),
         }
 
 
 class _RowSink:
-    """The executor's sink for one row (a callable object: cheaper than a closure per row)."""
+    """The executor's sink for one row (a callable object: cheaper than a closure per row). It
+    holds the row's chunk, whose messages and key the row's log entry takes."""
 
-    __slots__ = ("run", "i")
+    __slots__ = ("run", "i", "chunk")
 
-    def __init__(self, run: BatchRun, i: int):
-        self.run, self.i = run, i
+    def __init__(self, run: BatchRun, i: int, chunk: Chunk):
+        self.run, self.i, self.chunk = run, i, chunk
 
     def __call__(self, result: outcomes.Outcome) -> None:
-        self.run._record(self.i, result)
+        self.run.record(self.i, result, self.chunk)
 
 
 class _Gate:
@@ -634,13 +684,12 @@ def _headroom(session, budget: float | None) -> float | None:
     return max(0.0, min(limits)) if limits else None
 
 
-def _fingerprint(model: str, keys: list, input_errors: dict) -> str:
-    """Digest of every row's request: the same rows, prompt, model and options give the same job."""
-    h = hashlib.sha256(model.encode())
-    for i, key in enumerate(keys):
-        h.update(b"\0")
-        if i in input_errors:
-            h.update(b"!" + input_errors[i][0].encode())
-        elif key:
-            h.update(key.encode())
+def _fingerprint(route, options: dict, rows, via: str) -> str:
+    """Digest of what decides every row's request (model, endpoint, options, the prompt and
+    the input's contents) and of how rows are sent: the same call again gives the same job."""
+    h = hashlib.sha256(route.model.encode())
+    semantic = {k: v for k, v in options.items() if k not in _NOT_SEMANTIC and v is not None}
+    h.update(json.dumps([route.base_url or route.endpoint or "", semantic,
+                         "" if via == "calls" else via], sort_keys=True, default=str).encode())
+    rows.digest(h)
     return h.hexdigest()
