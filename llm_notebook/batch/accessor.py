@@ -26,6 +26,7 @@ class LLMAccessor:
         or with `schema` (JSON schema dict or pydantic model) a DataFrame with one column per
         field. `.attrs["llm"]` holds the job id and counts; `session.job(id).errors()` the
         failed rows. Running the same map again sends only the rows without an answer.
+        With `background=True` it returns a Job at once; `job.result()` is that Series.
 
         prompt: text with {column} placeholders, a saved template or a saved template's name.
         """
@@ -33,6 +34,8 @@ class LLMAccessor:
 
         s = _session(session)
         run, out_schema = api.prepare(s, frame=self._frame, prompt=prompt, **settings)
+        if run.background:
+            return api.submit_background(s, run, frame=self._frame, schema=out_schema)
         try:
             api.run_sync(run, run.progress)
         finally:

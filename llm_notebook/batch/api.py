@@ -237,6 +237,25 @@ async def run_async(run: BatchRun, progress=None) -> BatchRun:
             display.close(run.snapshot())
 
 
+def submit_background(session, run: BatchRun, *, frame=None, schema=None):
+    """Start `run` as a background job; returns its Job at once. Its result is what the
+    foreground call returns: a Series/DataFrame on `frame`'s index, else a BatchResult."""
+    from .background import queue_of
+
+    if frame is not None:
+        index = frame.index
+
+        def shape(finished: BatchRun):
+            return frame_result(finished, index, schema)
+    else:
+        def shape(finished: BatchRun):
+            return list_result(session, finished)
+    job = queue_of(session).submit(run, shape=shape, frame=frame)
+    if frame is not None:
+        remember_index(job.id, frame.index)
+    return job
+
+
 # -- results ---------------------------------------------------------------------------------
 
 def list_result(session, run: BatchRun) -> BatchResult:

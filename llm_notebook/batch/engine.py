@@ -252,8 +252,9 @@ class BatchRun:
         return "done"
 
     def cancel(self) -> None:
-        """Stop starting rows (the progress widget's stop); rows in flight finish."""
-        if self.stop_reason is None:
+        """Stop starting rows (the progress widget's stop); rows in flight finish. A run that
+        has ended stays as it ended."""
+        if self.stop_reason is None and self.finished is None:
             self.stop_reason = "cancelled"
 
     # -- job record -------------------------------------------------------------------------
