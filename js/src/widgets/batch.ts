@@ -112,7 +112,7 @@ export function renderBatch(model: AnyModel<BatchModel>, el: HTMLElement): () =>
   const modes = h("fieldset", { class: "llm-batch-modes" }, [h("legend", {}, ["Run"])]);
   const modeName = `llm-batch-mode-${++ids}`;
   for (const [value, label] of MODES) {
-    const input = h("input", { type: "radio", name: modeName, value });
+    const input = h("input", { type: "radio", name: modeName, value, "data-lm-suppress-shortcuts": "true" });
     modes.append(h("label", { class: "llm-batch-mode" }, [input, ` ${label}`]));
   }
   const estimate = h("button", { type: "button", class: "llm-batch-estimate" }, ["Estimate"]);
@@ -128,6 +128,9 @@ export function renderBatch(model: AnyModel<BatchModel>, el: HTMLElement): () =>
     downloads.append(b);
     return b;
   });
+  // Arrow keys choose a radio button or an option, not the notebook's next cell: JupyterLab's
+  // shortcuts skip a focused element with data-lm-suppress-shortcuts (on it, not on a parent).
+  for (const select of [source, templates]) select.setAttribute("data-lm-suppress-shortcuts", "true");
   const error = h("div", { class: "llm-batch-error llm-error", role: "alert" });
   error.hidden = true;
 
