@@ -35,6 +35,7 @@ import hashlib
 import json
 import time
 import uuid
+from array import array
 from concurrent.futures import ThreadPoolExecutor
 
 from .. import budget as budgets
@@ -114,7 +115,9 @@ class BatchRun:
         self.cached: set = set()
         self.resumed: set = set()
         self.attempts: dict = {}
-        self.call_ids: list = [None] * n
+        # The call id of each row's answer (0: none yet), as machine integers: no Python object
+        # per row beyond its answer (a million-row run keeps a million of these).
+        self.call_ids = array("q", bytes(8 * n))
         self.counters = {c: 0 for c in store.COUNTERS}
         self.counters["cost"] = 0.0
         self.bad_rows = 0
@@ -161,7 +164,7 @@ class BatchRun:
 
     def on_rows(self, callback) -> None:
         """`callback(rows)` (on the run's event loop) after each flush: the indices of the rows
-        that finished and are written (their `call_ids` are known), and at the end the rest."""
+        that finished and are written (their `call_id(i)` is known), and at the end the rest."""
         self._row_listeners.append(callback)
 
     def on_progress(self, callback) -> None:
@@ -299,7 +302,7 @@ class BatchRun:
         self.status[i] = "ok"
         self.texts[i] = r["response"] or ""
         self.values[i] = value
-        self.call_ids[i] = r["call_id"]
+        self.call_ids[i] = r["call_id"] or 0
         self.resumed.add(i)
         self._written_rows.append(i)
         if r["cached"]:
@@ -344,7 +347,7 @@ class BatchRun:
         self.status[i] = "ok"
         self.texts[i] = text
         self.values[i] = value
-        self.call_ids[i] = hit.get("call_id")
+        self.call_ids[i] = hit.get("call_id") or 0
         self.cached.add(i)
         self._written_rows.append(i)
         c = self.counters
@@ -553,6 +556,11 @@ class BatchRun:
         for i, call_id in zip(owners, ids):
             self.call_ids[i] = call_id
         return ids
+
+    def call_id(self, i: int) -> int | None:
+        """The id of the call that answered row i (for a cache hit: the call that made the
+        answer), or None."""
+        return self.call_ids[i] or None
 
     # -- reporting --------------------------------------------------------------------------
 
