@@ -194,3 +194,23 @@ s.config.prices = {PRICES!r}
         assert logged == (30, 30)
     finally:
         kernel.close()
+
+
+def test_a_batch_the_provider_fails_is_one_error_and_the_same_call_sends_it_again(bapi, loopback):
+    loopback.script([{"kind": "batch_failed", "match": "row 2", "message": "Model not allowed."}])
+    df = pd.DataFrame({"t": [f"row {i}" for i in range(4)]})
+    from llm_notebook.errors import LLMError
+
+    with pytest.raises(LLMError, match=r"the provider's batch failed \(batch_loopback_1: "
+                                       r"invalid_request: Model not allowed\. \(line 3\)\)"):
+        df.llm.map("Say {t}", model=MODEL, via="batch_api", progress=False)
+    (job,) = bapi.jobs().itertuples()
+    assert job.status == "failed" and job.done == 0
+    assert bapi.log.read("SELECT count(*) AS n FROM calls")[0]["n"] == 0
+    again = df.llm.map("Say {t}", model=MODEL, via="batch_api", progress=False)
+    assert again.attrs["llm"]["job_id"] == job.id and again.attrs["llm"]["ok"] == 4
+    assert [b["status"] for b in loopback.batches()] == ["failed", "completed"]
+    from llm_notebook.batch.provider_batch import describe
+
+    parts = bapi.log.rows_where("job_batches", "job_id = ?", [job.id], order_by="part")
+    assert describe(parts) == "completed/failed 4/8"

@@ -184,6 +184,10 @@ def run_sync(run: BatchRun, progress=None) -> BatchRun:
         snap = run.snapshot()
         if display is not None:
             display.close(dict(snap, status="interrupted"))
+        if run.via == "batch_api":
+            raise KeyboardInterrupt(
+                f"stopped waiting for job {run.job_id}: its provider batch goes on; "
+                f"llm_notebook.session().job({run.job_id!r}).result() picks it up where it is") from None
         raise KeyboardInterrupt(
             f"batch interrupted: {snap['done']} of {snap['total']} rows finished and are saved "
             f"(job {run.job_id}); run the same call again to send only the rest, or see "

@@ -1,5 +1,6 @@
 """Turning a batch's input (DataFrame rows and a prompt template, or a list of prompts) into one
-request per row, before anything is sent.
+request per row: `FrameRows` and `ListRows` check the whole input when made and build requests a
+chunk of rows at a time (`build(start, stop)`), as the run needs them.
 
 Whole-input mistakes (a placeholder naming a column that does not exist, a prompt without
 placeholders) fail here with a message that says how to fix them. A bad cell (missing value,

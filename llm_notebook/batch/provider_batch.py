@@ -49,6 +49,7 @@ async def send(run, feed) -> None:
     None: a job picked up after a restart), then poll every part until it is logged."""
     client = providers.batch_client(run.route)
     parts = await _writer(store.provider_batches, run.log, run.job_id)
+    earlier = {p["part"] for p in parts if p["recorded"]}   # logged by an earlier run
     for part in parts:   # parts that ended while no kernel was watching
         if not part["recorded"] and part["status"] in FINAL:
             await _record(run, client, part)
@@ -70,11 +71,12 @@ async def send(run, feed) -> None:
         finally:
             builder.discard()
     await _poll(run, client, parts)
-    ended = {p["status"] for p in parts}
+    here = [p for p in parts if p["part"] not in earlier]
+    ended = {p["status"] for p in here}
     if "failed" in ended:
         run.stop_reason = "failed"
         reasons = "; ".join(f"{p['batch_id']}: {p.get('error') or 'no reason given'}"
-                            for p in parts if p["status"] == "failed")
+                            for p in here if p["status"] == "failed")
         raise LLMError(f"the provider's batch failed ({reasons}); rows it did not answer were "
                        f"not run: run the same call again to send them", kind=BAD_REQUEST)
     for status in ("expired", "cancelled"):
@@ -193,7 +195,7 @@ def _requests(run, part: dict, results: dict):
     with fh:
         for line in fh:
             entry = json.loads(line)
-            yield entry["row"], entry.get("key"), entry.get("messages")
+            yield entry["row"], entry.get("cache_key"), entry.get("messages")
 
 
 def outcome(run, entry: dict, ts: float):
@@ -265,7 +267,7 @@ class _PartBuilder:
         if self._file is None:
             self._file = _private_file(self.path)
             self.first_row = i
-        self._file.write(json.dumps({"row": i, "key": chunk.key_of(i), "messages": messages},
+        self._file.write(json.dumps({"row": i, "cache_key": chunk.key_of(i), "messages": messages},
                                     ensure_ascii=False) + "\n")
         self.end_row = i + 1
 

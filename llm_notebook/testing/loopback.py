@@ -32,7 +32,8 @@ chat requests are (markers, replies, JSON mode, scripted faults matched on the l
 message; a fault's error becomes the line's entry in the error file), then ``completed`` with
 an output file and, if any line failed, an error file. A batch not done within
 ``batch_expire_seconds`` expires (the lines not run get ``batch_expired`` errors); a cancelled one
-ends ``cancelled`` the same way. An input file with an unreadable line fails the whole batch.
+ends ``cancelled`` the same way. An input file with an unreadable line fails the whole batch, as
+does a line matching a scripted ``batch_failed`` fault.
 Each line is recorded like a chat request, with the path ``batch:<batch id>``.
 
 Order of checks for a chat request: scripted fault, then ``require_key``, then
@@ -93,7 +94,7 @@ DEFAULT_SETTINGS: dict = {
 }
 
 FAULT_KINDS = {"429", "500", "400", "401", "403", "context_window", "stall",
-               "drop_mid_stream", "malformed_json"}
+               "drop_mid_stream", "malformed_json", "batch_failed"}
 
 _TOKEN_RE = re.compile(r"\s*\S+\s*")
 _MARKER_RE = re.compile(r"\[\[reply:(.*?)\]\]", re.DOTALL)
@@ -258,6 +259,8 @@ class _Loopback:
 
     def _take_fault(self, last_user: str) -> dict | None:
         for i, fault in enumerate(self.faults):
+            if fault["kind"] == "batch_failed":
+                continue  # fails a whole provider batch, when it is validated
             if "match" in fault and fault["match"] not in last_user:
                 continue
             fault["times"] -= 1
@@ -681,6 +684,16 @@ class _Loopback:
             lines.append(line)
         if not lines:
             return {"code": "empty_file", "line": None, "message": "The input file has no lines."}
+        for number, line in enumerate(lines, 1):
+            messages = line["body"].get("messages")
+            last_user = _last_user_text(messages) if isinstance(messages, list) else ""
+            for i, fault in enumerate(self.faults):
+                if fault["kind"] == "batch_failed" and fault.get("match", "") in last_user:
+                    fault["times"] -= 1
+                    if fault["times"] <= 0:
+                        del self.faults[i]
+                    return {"code": "invalid_request", "line": number,
+                            "message": fault.get("message", "This line was refused (scripted).")}
         return lines
 
     async def _run_batch(self, batch: dict) -> None:

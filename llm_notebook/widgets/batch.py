@@ -139,8 +139,14 @@ class Batch(LLMWidget):
         return self.sources
 
     @rpc("choices")
-    def _choices(self) -> dict:
-        """Models and saved templates to offer."""
+    async def _choices(self) -> dict:
+        """Models and saved templates to offer (off the kernel's thread: listing an endpoint's
+        models asks its server)."""
+        import asyncio
+
+        return await asyncio.get_running_loop().run_in_executor(None, self._list_choices)
+
+    def _list_choices(self) -> dict:
         session = self._session
         try:
             frame = session.models()
