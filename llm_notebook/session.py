@@ -339,7 +339,7 @@ class Session:
         """
         from .batch import api
 
-        run, _ = api.prepare(self, prompts=prompts, **settings)
+        run, _ = api.prepare(self, prompts=prompts, keep_answers=False, **settings)
         if run.background:
             return api.submit_background(self, run)
         api.run_sync(run, run.progress)

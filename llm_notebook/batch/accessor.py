@@ -33,7 +33,8 @@ class LLMAccessor:
         from . import api
 
         s = _session(session)
-        run, out_schema = api.prepare(s, frame=self._frame, prompt=prompt, **settings)
+        run, out_schema = api.prepare(s, frame=self._frame, prompt=prompt, keep_answers=False,
+                                      **settings)
         if run.background:
             return api.submit_background(s, run, frame=self._frame, schema=out_schema)
         try:

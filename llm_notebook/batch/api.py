@@ -43,12 +43,15 @@ class BatchResult(list):
 
 
 def prepare(session, *, frame=None, prompts=None, prompt=None, options: dict | None = None,
-            check_budget: bool = True, **keywords) -> tuple[BatchRun, Any]:
+            check_budget: bool = True, keep_answers: bool = True,
+            **keywords) -> tuple[BatchRun, Any]:
     """Everything that can fail before a call, fails here; returns the run and the schema.
 
     `keywords` are BatchSettings and model options (BatchSettings.split); `options` more
     model options. With a session or day budget set, a run whose estimate could cross it is
-    refused here, before any row is sent (`check_budget=False` for estimates)."""
+    refused here, before any row is sent (`check_budget=False` for estimates).
+    `keep_answers=False` for runs whose result is shaped once they end (map, batch): they read
+    their answers back from the log then (BatchRun.answers)."""
     from .. import context as ctx
     from .schema import OutputSchema
 
@@ -90,7 +93,8 @@ def prepare(session, *, frame=None, prompts=None, prompt=None, options: dict | N
     width = _concurrency(settings.concurrency, route)
     context = {"notebook": ctx.notebook_path(), "cell_id": ctx.cell_id()}
     run = BatchRun(session, route, rows, settings, options=options, concurrency=width,
-                   schema=out_schema, system=system_text, policy=policy, context=context)
+                   schema=out_schema, system=system_text, policy=policy, context=context,
+                   keep_answers=keep_answers)
     if check_budget:
         _refuse_over_budget(session, run)
     return run, out_schema
@@ -265,7 +269,7 @@ def submit_background(session, run: BatchRun, *, frame=None, schema=None):
 def list_result(session, run: BatchRun) -> BatchResult:
     from .jobs import Job
 
-    items = [run.values[i] if run.status[i] == "ok" else None for i in range(run.n)]
+    items = run.parsed_answers()
     return BatchResult(items, run.summary(), Job(session, run.job_id))
 
 
@@ -273,14 +277,12 @@ def frame_result(run: BatchRun, index, schema):
     """df.llm.map's result: a Series of texts, or a DataFrame of fields with a schema."""
     import pandas as pd
 
-    ok = run.status
     info = run.summary()
     if schema is None:
-        texts = [run.texts[i] if ok[i] == "ok" else None for i in range(run.n)]
-        out = pd.Series(pd.array(texts, dtype="string"), index=index)
+        out = pd.Series(pd.array(run.answers(), dtype="string"), index=index)
     else:
         columns = schema.result_columns()
-        records = [schema.row_values(run.values[i]) if ok[i] == "ok" else {} for i in range(run.n)]
+        records = [schema.row_values(v) if v is not None else {} for v in run.parsed_answers()]
         out = pd.DataFrame.from_records(records, columns=columns, index=index)
         out = out.convert_dtypes()
     out.attrs["llm"] = info

@@ -80,12 +80,14 @@ class BatchRun:
     def __init__(self, session, route, rows, settings: BatchSettings, *, options: dict,
                  concurrency: int, schema=None, system: str | None,
                  policy: RetryPolicy | None = None, context: dict | None = None,
-                 n: int | None = None):
+                 n: int | None = None, keep_answers: bool = True):
         """`rows` is the input (inputs.FrameRows or ListRows: requests a chunk at a time, or
         None to pick up a Batch API job from the log); `settings` as the user gave them
         (batch/settings.py); the rest as api.prepare worked them out: the model options, the
         number of workers, the parsed schema, the retry policy; `n` the number of rows when
-        there is no `rows`."""
+        there is no `rows`. `keep_answers=False`: the answers are not kept in memory as they
+        come (answers() reads them back from the log, a page at a time, when the run is over):
+        what a run holds per row is then a status and a call id."""
         self.session = session
         self.log = session.log
         self.route = route
@@ -108,8 +110,9 @@ class BatchRun:
         self.system = system
 
         n = self.n
-        self.texts: list = [None] * n
-        self.values: list = [None] * n          # parsed replies (schema runs)
+        self.keep_answers = keep_answers
+        self.texts = [None] * n if keep_answers else _NOT_KEPT
+        self.values = [None] * n if keep_answers else _NOT_KEPT   # parsed replies (schema runs)
         self.status: list = [None] * n          # "ok" | "error" | None (not run)
         self.errors: dict = {}                  # row -> (kind, message)
         self.cached: set = set()
@@ -557,6 +560,30 @@ class BatchRun:
             self.call_ids[i] = call_id
         return ids
 
+    def answers(self) -> list:
+        """Each row's answer (None where it has none): from memory, or read back from the log a
+        page at a time when the run did not keep them (assembled once, at the end, rather than
+        a string per row kept, among the run's other allocations, for the whole run)."""
+        status = self.status
+        if self.keep_answers:
+            texts = self.texts
+            return [texts[i] if status[i] == "ok" else None for i in range(self.n)]
+        texts: list = [None] * self.n
+        if self.job_id is not None:
+            for row, text in store.answers(self.log, self.job_id):
+                if 0 <= row < self.n and status[row] == "ok":
+                    texts[row] = text if text is not None else ""
+        return texts
+
+    def parsed_answers(self) -> list:
+        """answers() parsed by the run's schema (the answers themselves without one)."""
+        if self.keep_answers:
+            return [self.values[i] if self.status[i] == "ok" else None for i in range(self.n)]
+        texts = self.answers()
+        if self.schema is None:
+            return texts
+        return [None if t is None else self._parse(t)[0] for t in texts]
+
     def call_id(self, i: int) -> int | None:
         """The id of the call that answered row i (for a cache hit: the call that made the
         answer), or None."""
@@ -594,6 +621,21 @@ class BatchRun:
             "rate_limited": self.rate_limited, "model": self.route.model, "via": self.via,
             "duration_s": round((self.finished or time.monotonic()) - (self.started or 0), 3),
         }
+
+
+class _NotKept:
+    """A run's texts and values when it does not keep answers: what is written is dropped."""
+
+    __slots__ = ()
+
+    def __setitem__(self, i, value) -> None:
+        pass
+
+    def __getitem__(self, i):
+        return None
+
+
+_NOT_KEPT = _NotKept()
 
 
 class _RowSink:

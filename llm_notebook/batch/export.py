@@ -38,9 +38,7 @@ def job_frame(job):
         elif isinstance(result, pd.DataFrame):
             answers = result.reset_index(drop=True)
         else:
-            answers = pd.DataFrame({"answer": pd.array(
-                [run.texts[i] if run.status[i] == "ok" else None for i in range(run.n)],
-                dtype="string")})
+            answers = pd.DataFrame({"answer": pd.array(run.answers(), dtype="string")})
         frame = live.frame
         inputs = frame.reset_index(drop=True) if frame is not None and len(frame) == run.n else None
     else:

@@ -6,7 +6,8 @@ the chunk in one query, sets aside rows asking the same request as an earlier ro
 and hands the rows left to the run's workers. The next chunk is built while the workers send
 this one. A chunk's messages and keys live as long as one of its rows is in flight (the row's
 sink holds its chunk), so a run holds a few chunks, whatever its size; what it keeps per row for
-the whole run is its answer (`run.texts`), its status and its call id.
+the whole run is its status and its call id (and its answer, for runs that keep answers: a
+comparison's; map and batch read them back from the log when they end).
 """
 
 from __future__ import annotations

@@ -122,6 +122,20 @@ def finished_rows(log, job_id: str) -> Iterator[dict]:
         after = page[-1][0]
 
 
+def answers(log, job_id: str) -> Iterator[tuple[int, str | None]]:
+    """(row, answer) of the job's answered rows in row order, a page at a time."""
+    after = -1
+    while True:
+        page = log._tuples(
+            "SELECT r.row, c.response FROM job_rows r JOIN calls c ON c.id = r.call_id "
+            "WHERE r.job_id = ? AND r.status = 'ok' AND r.row > ? ORDER BY r.row LIMIT ?",
+            (job_id, after, FINISHED_PAGE))
+        yield from page
+        if len(page) < FINISHED_PAGE:
+            return
+        after = page[-1][0]
+
+
 def write_progress(log, job_id: str, calls: Sequence[dict], cache_entries: Iterable[tuple],
                    job_rows: Sequence[tuple], counters: dict, status: str | None = None) -> list[int]:
     """One transaction: new calls (+ cache entries), job rows, the job's counters.

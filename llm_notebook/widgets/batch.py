@@ -248,7 +248,7 @@ class Batch(LLMWidget):
             raise ValueError(f"job {job.id} is still running: stop it first, or wait")
         frame = self.table()
         run, schema = api.prepare(self._session, frame=frame, prompt=self.prompt,
-                                  **self._settings())
+                                  keep_answers=False, **self._settings())
         run.on_progress(self._progress)
         index = frame.index
 
