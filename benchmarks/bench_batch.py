@@ -9,8 +9,9 @@ and, in one run, measures:
 - the ideal bound, rows x latency / C;
 - a fully cached re-run of M rows (must send nothing);
 - large runs (default 100,000 rows at C=256), each in a fresh process: the ratio to the bound,
-  the process's peak RSS and its growth per row over the run (a run holds a few chunks of
-  requests, and per row only its answer, status and call id: feed.py), and the rows logged
+  the process's RSS while the run goes (at each quarter of its rows: flat when memory is
+  bounded, as a run holds a few chunks of requests and per row a status and a call id), with the
+  result Series assembled (the answers, read back from the log), its peak, and the rows logged
   per second.
 It prints each wall time and its ratio to the bound (bound / wall: 1.0 is ideal), plus CPU per row
 of this process and of the server, which is where the time goes when a ratio falls short.
@@ -138,12 +139,15 @@ def rss_mb() -> float:
 
 
 def large_child(url: str, server_pid: int, rows: int, concurrency: int, latency: float) -> None:
-    """One large run in this (fresh) process; prints its numbers as JSON."""
+    """One large run in this (fresh) process; prints its numbers as JSON: RSS sampled while the
+    run goes (at each quarter of its rows), after the result is assembled, and at its peak."""
     import gc
     import json
+    import threading
 
     import pandas  # noqa: F401
     import llm_notebook
+    from llm_notebook.batch import api
 
     os.environ["LLM_NOTEBOOK_LOG"] = os.path.join(tempfile.mkdtemp(prefix="bench-large-"), "log.db")
     session = llm_notebook.session()
@@ -152,12 +156,31 @@ def large_child(url: str, server_pid: int, rows: int, concurrency: int, latency:
     df = frame(f"large{rows}", rows)
     gc.collect()
     before = rss_mb()
+    run, schema = api.prepare(session, frame=df, prompt="Sentiment of: {text}",
+                              model="loop/loopback-model", concurrency=concurrency,
+                              progress=False, keep_answers=False)   # as df.llm.map runs it
+    quarters: list = []
+    ended = threading.Event()
+
+    def sample() -> None:
+        while not ended.wait(0.2):
+            if run.counters["done"] >= rows * (len(quarters) + 1) / 4 and len(quarters) < 4:
+                quarters.append(rss_mb() - before)
+
+    threading.Thread(target=sample, daemon=True).start()
     with Timer(server_pid) as t:
-        info = run_map(session, df, concurrency)
+        api.run_sync(run, False)
+    ended.set()
+    during = rss_mb() - before
+    out = api.frame_result(run, df.index, schema)
+    if out.attrs["llm"]["ok"] != rows:
+        raise SystemExit(f"the large run lost rows: {out.attrs['llm']}")
+    result = rss_mb() - before
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    logged = session.log.count_calls(job_id=info["job_id"])
+    logged = session.log.count_calls(job_id=run.job_id)
     print(json.dumps({"wall": t.wall, "cpu": t.cpu, "server_cpu": t.server_cpu, "before_mb": before,
-                      "peak_mb": peak, "logged": logged}))
+                      "quarters_mb": quarters + [during] * (4 - len(quarters)),
+                      "with_result_mb": result, "peak_mb": peak, "logged": logged}))
 
 
 def large_run(url: str, server_pid: int, rows: int, concurrency: int, latency: float) -> dict:
@@ -240,16 +263,19 @@ def main(argv=None) -> int:
                   "process", flush=True)
             numbers = large_run(server.url, pid, rows, c, args.latency)
             ratio = bound / numbers["wall"]
-            growth = (numbers["peak_mb"] - numbers["before_mb"]) * 2**20 / rows
+            quarters = " / ".join(f"+{q:.0f}" for q in numbers["quarters_mb"])
             print(f"  df.llm.map            wall {numbers['wall']:7.1f} s   ratio {ratio:5.2f}   "
-                  f"peak RSS {numbers['peak_mb']:6.0f} MB ({numbers['before_mb']:.0f} MB before: "
-                  f"+{growth:,.0f} bytes/row)   logged {numbers['logged'] / numbers['wall']:,.0f} "
-                  f"rows/s   cpu/row: client {numbers['cpu'] / rows * 1e6:4.0f} us, server "
-                  f"{numbers['server_cpu'] / rows * 1e6:4.0f} us", flush=True)
+                  f"logged {numbers['logged'] / numbers['wall']:,.0f} rows/s   cpu/row: client "
+                  f"{numbers['cpu'] / rows * 1e6:4.0f} us, server "
+                  f"{numbers['server_cpu'] / rows * 1e6:4.0f} us\n"
+                  f"  RSS ({numbers['before_mb']:.0f} MB before)   during the run, at 1/4, 1/2, 3/4, "
+                  f"all rows: {quarters} MB   with the result Series: "
+                  f"+{numbers['with_result_mb']:.0f} MB   peak {numbers['peak_mb']:.0f} MB",
+                  flush=True)
             if numbers["logged"] != rows:
                 raise SystemExit(f"the large run logged {numbers['logged']} of {rows} rows")
             large.append({"rows": rows, "c": c, "ratio": ratio, "peak_mb": numbers["peak_mb"],
-                          "growth": growth})
+                          "during": numbers["quarters_mb"], "result": numbers["with_result_mb"]})
 
         if not args.large_only:
             print(f"\ncached re-run of {args.cached_rows} rows", flush=True)
@@ -285,8 +311,9 @@ def main(argv=None) -> int:
               f"{statistics.median(walls):.3f} s, 0 requests{' MEETS' if cached_ok else ' BELOW'} "
               "target 1.0 s")
     for r in large:
-        print(f"  large run of {r['rows']:,} rows at C={r['c']}: ratio {r['ratio']:.2f}, peak RSS "
-              f"{r['peak_mb']:.0f} MB (+{r['growth']:,.0f} bytes/row)")
+        print(f"  large run of {r['rows']:,} rows at C={r['c']}: ratio {r['ratio']:.2f}; RSS during "
+              f"the run +{r['during'][0]:.0f} MB at 1/4 of the rows, +{r['during'][-1]:.0f} MB at "
+              f"the end; +{r['result']:.0f} MB with the result; peak {r['peak_mb']:.0f} MB")
     return 0 if ok else 1
 
 

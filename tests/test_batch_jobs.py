@@ -177,3 +177,55 @@ df = pd.DataFrame({{"t": [f"item {{i}}" for i in range(60)]}})
         assert len(twice) <= 3
     finally:
         kernel.close()
+
+
+def test_jobs_of_other_and_dead_kernels(loop_session, loopback):
+    import subprocess
+    import sys
+
+    from llm_notebook.batch import store
+
+    # A job owned by a live process of another kernel, and one whose process is gone.
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    try:
+        for job_id, pid in (("otherkernel1", alive.pid), ("deadkernel01", gone.pid)):
+            store.create_job(loop_session.log, {"id": job_id, "fingerprint": job_id,
+                                                "model": MODEL, "rows": 2,
+                                                "kernel_session": "elsewhere"}, status="running")
+            with loop_session.log.write() as db:
+                db.execute("UPDATE jobs SET owner_pid = ? WHERE id = ?", (pid, job_id))
+        other, dead = loop_session.job("otherkernel1"), loop_session.job("deadkernel01")
+        assert other.status == "running" and not other.done
+        assert dead.status == "interrupted" and dead.done
+        listed = dict(zip(*[loop_session.jobs()[c] for c in ("id", "status")]))
+        assert listed == {"otherkernel1": "running", "deadkernel01": "interrupted"}
+        assert list(loop_session.jobs(active=True)["id"]) == ["otherkernel1"]
+        from llm_notebook.errors import UserError
+
+        with pytest.raises(UserError, match="runs in another kernel: stop it there"):
+            other.cancel()
+        with pytest.raises(TimeoutError, match="still running after 0.3 s"):
+            other.wait(timeout=0.3)
+        assert dead.cancel() is dead and dead.wait() is dead
+        assert dead.result().isna().all() and len(dead.result()) == 2
+        assert "interrupted: 0/2 rows done" in repr(dead)
+    finally:
+        alive.kill()
+        alive.wait()
+
+
+def test_the_progress_widget_of_a_background_job_cancels_it(loop_session, loopback):
+    loopback.configure(latency=0.3)
+    df = pd.DataFrame({"t": [f"row {i}" for i in range(40)]})
+    job = df.llm.map("{t}", model=MODEL, concurrency=2, background=True, progress="widget")
+    from llm_notebook.batch.background import queue_of
+
+    widget = queue_of(loop_session).get(job.id).display.display.widget
+    assert widget.background and widget.job_id == job.id
+    wait_until(lambda: job.progress["done"] >= 2, 30, what="some rows")
+    widget._handle_custom_msg({"type": "cancel"}, [])      # the widget's Stop button
+    job.wait(timeout=30)
+    assert job.status == "cancelled" and widget.status == "cancelled"
+    assert "cancelled" in widget.snapshot

@@ -23,6 +23,7 @@ import threading
 from typing import Any, Callable
 
 from . import store
+from .pacing import AdaptiveLimit
 
 KEEP_FINISHED = 8   # finished jobs whose results stay in memory (job.result() is then instant)
 
@@ -68,8 +69,7 @@ class JobQueue:
     def __init__(self, session):
         self.session = session
         self.live: "collections.OrderedDict[str, LiveJob]" = collections.OrderedDict()
-        self._running = 0
-        self._waiting: collections.deque = collections.deque()
+        self._gate: AdaptiveLimit | None = None    # made on the background loop, on first use
         self._lock = threading.Lock()
 
     def submit(self, run, *, shape: Callable[[Any], Any], frame=None):
@@ -116,7 +116,7 @@ class JobQueue:
         try:
             if live.cancel_requested:
                 raise asyncio.CancelledError
-            await self._slot()
+            await self._slots().acquire()
             slot = True
             if live.cancel_requested:
                 raise asyncio.CancelledError
@@ -131,7 +131,7 @@ class JobQueue:
             live.error = exc
         finally:
             if slot:
-                self._release()
+                self._slots().release()
             live.ended.set()
             if live.display is not None:
                 try:
@@ -139,34 +139,15 @@ class JobQueue:
                 except Exception:
                     pass
 
-    async def _slot(self) -> None:
-        if self._running < self._limit() and not self._waiting:
-            self._running += 1
-            return
-        future = asyncio.get_running_loop().create_future()
-        self._waiting.append(future)
-        try:
-            await future
-        except asyncio.CancelledError:
-            if future.done() and not future.cancelled():
-                self._release()   # handed a slot just as it was cancelled: give it back
-            else:
-                try:
-                    self._waiting.remove(future)
-                except ValueError:
-                    pass
-            raise
-
-    def _release(self) -> None:
-        self._running -= 1
-        while self._waiting and self._running < self._limit():
-            future = self._waiting.popleft()
-            if not future.done():
-                self._running += 1
-                future.set_result(None)
-
-    def _limit(self) -> int:
-        return max(1, int(self.session.config.background_jobs))
+    def _slots(self) -> AdaptiveLimit:
+        """The gate of running jobs, `background_jobs` wide (read again each time: the setting
+        may change while jobs wait)."""
+        want = max(1, int(self.session.config.background_jobs))
+        if self._gate is None:
+            self._gate = AdaptiveLimit(want)
+        elif self._gate.maximum != want:
+            self._gate.resize(want)
+        return self._gate
 
 
 def queue_of(session) -> JobQueue:

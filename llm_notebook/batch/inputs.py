@@ -21,6 +21,7 @@ from ..errors import CONTEXT_WINDOW
 
 BAD_INPUT = "bad_input"          # error kind of a row whose cells cannot make a prompt
 DEFAULT_MAX_PROMPT_TOKENS = 100_000   # when the model's context window is unknown
+DIGEST_ROWS = 16_384                  # rows hashed at a time for a run's fingerprint
 _TEMPLATE_REF = re.compile(r"^[\w.-]+(@\d+)?$")
 
 
@@ -203,11 +204,15 @@ class FrameRows:
                             sort_keys=True, default=str).encode())
         for name, column in self.columns.items():
             h.update(name.encode() + b"\0")
-            try:
-                hashed = pd.util.hash_pandas_object(column, index=False)
-            except TypeError:  # unhashable cells (lists, dicts): hashed as their text
-                hashed = pd.util.hash_pandas_object(column.map(repr), index=False)
-            h.update(hashed.to_numpy().tobytes())
+            # A slice at a time: pandas' hashing of text makes a few hundred bytes of scratch per
+            # cell, which a whole million-row column would turn into the run's high-water mark.
+            for start in range(0, self.n, DIGEST_ROWS):
+                part = column.iloc[start:start + DIGEST_ROWS]
+                try:
+                    hashed = pd.util.hash_pandas_object(part, index=False)
+                except TypeError:  # unhashable cells (lists, dicts): hashed as their text
+                    hashed = pd.util.hash_pandas_object(part.map(repr), index=False)
+                h.update(hashed.to_numpy().tobytes())
 
 
 class ListRows:

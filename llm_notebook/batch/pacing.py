@@ -160,6 +160,13 @@ class AdaptiveLimit:
         self.in_flight -= 1
         self._wake()
 
+    def resize(self, maximum: int) -> None:
+        """A new maximum (and limit), e.g. a setting that changed; waiters get freed slots."""
+        self.maximum = maximum
+        self.floor = min(self.floor, maximum)
+        self.limit = float(maximum)
+        self._wake()
+
     def _wake(self) -> None:
         while self._waiters and self.in_flight < int(self.limit):
             future = self._waiters.popleft()

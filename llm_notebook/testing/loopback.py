@@ -583,11 +583,7 @@ class _Loopback:
         if not hasattr(upload, "file") or not purpose:
             return self._error(400, "A multipart body with 'file' and 'purpose' is required.",
                                "invalid_request_error")
-        data = upload.file.read()
-        file_id = f"file-loopback-{len(self.files) + 1}"
-        self.files[file_id] = {"id": file_id, "object": "file", "bytes": len(data),
-                               "created_at": int(time.time()), "filename": upload.filename,
-                               "purpose": str(purpose), "_data": data}
+        file_id = self._store_file(upload.file.read(), upload.filename, str(purpose))
         self.stats["batch_api"]["uploads"] += 1
         return web.json_response(self._public(self.files[file_id]))
 
@@ -627,24 +623,27 @@ class _Loopback:
         self.stats["batch_api"]["batches"] += 1
         return web.json_response(self._public(batch))
 
-    async def batches_get(self, request: web.Request) -> web.Response:
+    def _batch_of(self, request: web.Request, counter: str):
+        """The batch a request names (and counts it), or the error response to answer with."""
         refused = self._batch_auth(request)
         if refused is not None:
             return refused
         batch = self.batches.get(request.match_info["batch_id"])
         if batch is None:
             return self._error(404, "No such batch.", "invalid_request_error")
-        self.stats["batch_api"]["polls"] += 1
+        self.stats["batch_api"][counter] += 1
+        return batch
+
+    async def batches_get(self, request: web.Request) -> web.Response:
+        batch = self._batch_of(request, "polls")
+        if isinstance(batch, web.Response):
+            return batch
         return web.json_response(self._public(batch))
 
     async def batches_cancel(self, request: web.Request) -> web.Response:
-        refused = self._batch_auth(request)
-        if refused is not None:
-            return refused
-        batch = self.batches.get(request.match_info["batch_id"])
-        if batch is None:
-            return self._error(404, "No such batch.", "invalid_request_error")
-        self.stats["batch_api"]["cancels"] += 1
+        batch = self._batch_of(request, "cancels")
+        if isinstance(batch, web.Response):
+            return batch
         if batch["status"] in ("validating", "in_progress"):
             batch["_cancel"] = True
             batch["status"] = "cancelling"
@@ -653,9 +652,12 @@ class _Loopback:
 
     def _new_file(self, lines: list[dict], purpose: str) -> str:
         data = b"".join(json.dumps(line, separators=_COMPACT).encode() + b"\n" for line in lines)
+        return self._store_file(data, f"{purpose}.jsonl", purpose)
+
+    def _store_file(self, data: bytes, filename: str, purpose: str) -> str:
         file_id = f"file-loopback-{len(self.files) + 1}"
         self.files[file_id] = {"id": file_id, "object": "file", "bytes": len(data),
-                               "created_at": int(time.time()), "filename": f"{purpose}.jsonl",
+                               "created_at": int(time.time()), "filename": filename,
                                "purpose": purpose, "_data": data}
         return file_id
 

@@ -263,15 +263,15 @@ export function renderBatch(model: AnyModel<BatchModel>, el: HTMLElement): () =>
     setTimeout(() => URL.revokeObjectURL(url), 60_000);
   }
 
-  const onSources = (): void => drawSources();
-  const onForm = (): void => drawForm();
-  const onState = (): void => drawState();
-  model.on("change:sources", onSources);
-  model.on("change:source", onSources);
-  model.on("change:prompt", onForm);
-  model.on("change:model", onForm);
-  model.on("change:mode", onForm);
-  model.on("change:state", onState);
+  const subscriptions: [string, () => void][] = [
+    ["change:sources", drawSources],
+    ["change:source", drawSources],
+    ["change:prompt", drawForm],
+    ["change:model", drawForm],
+    ["change:mode", drawForm],
+    ["change:state", drawState],
+  ];
+  for (const [event, handler] of subscriptions) model.on(event, handler);
   drawSources();
   drawForm();
   drawState();
@@ -287,12 +287,7 @@ export function renderBatch(model: AnyModel<BatchModel>, el: HTMLElement): () =>
   );
 
   return () => {
-    model.off("change:sources", onSources);
-    model.off("change:source", onSources);
-    model.off("change:prompt", onForm);
-    model.off("change:model", onForm);
-    model.off("change:mode", onForm);
-    model.off("change:state", onState);
+    for (const [event, handler] of subscriptions) model.off(event, handler);
   };
 }
 
