@@ -16,13 +16,13 @@ CALL_COLUMNS = (
     "ts", "model", "provider", "endpoint", "system", "prompt", "messages", "options", "response",
     "input_tokens", "output_tokens", "cost", "unpriced", "duration_ms", "ttft_ms", "status",
     "error_kind", "error", "attempts", "cache_key", "cached", "conversation_id", "parent_id",
-    "notebook", "cell_id", "job_id", "row_key", "kernel_session",
+    "notebook", "cell_id", "job_id", "row_key", "kernel_session", "replayed",
 )
 # The columns of a history row (history_rows), also those of an empty history DataFrame.
 HISTORY_COLUMNS = (
     "id", "ts", "model", "prompt", "response", "status", "error_kind", "error", "input_tokens",
     "output_tokens", "cost", "unpriced", "duration_ms", "ttft_ms", "cached", "conversation_id",
-    "parent_id", "notebook", "cell_id", "job_id",
+    "parent_id", "notebook", "cell_id", "job_id", "replayed",
 )
 # What a client (the server extension) may see of a call: no cache key or kernel session id.
 CALL_FIELDS = ("id",) + tuple(c for c in CALL_COLUMNS if c not in ("cache_key", "kernel_session"))
@@ -35,7 +35,7 @@ def _json(value: Any) -> str | None:
 
 
 _JSON_COLUMNS = frozenset({"messages", "options"})
-_FLAG_COLUMNS = frozenset({"unpriced", "cached"})
+_FLAG_COLUMNS = frozenset({"unpriced", "cached", "replayed"})
 
 
 def _record(row: dict) -> list:

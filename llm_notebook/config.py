@@ -11,6 +11,9 @@ import os
 from traitlets import Bool, Dict, Float, Int, Unicode, default, validate, TraitError
 from traitlets.config import Configurable
 
+# How calls use a notebook's recordings (llm_notebook/call/replay.py).
+REPLAY_MODES = ("off", "record", "replay", "auto")
+
 
 class LLMNotebook(Configurable):
     default_model = Unicode(
@@ -79,9 +82,37 @@ class LLMNotebook(Configurable):
         60.0, help="Longest interval, in seconds, between two polls of a provider batch.",
     ).tag(config=True)
 
+    replay = Unicode(
+        "off",
+        help="Record and replay a notebook's calls: 'off'; 'record' (every answer is also written "
+        "to the recordings beside the notebook); 'replay' (answers come from the recordings, with "
+        "no network and no key; a call that was not recorded fails); 'auto' (replay what is "
+        "recorded, call and record the rest). Default: $LLM_NOTEBOOK_REPLAY, else 'off'.",
+    ).tag(config=True)
+
+    recordings = Unicode(
+        "",
+        help="The recordings file. Empty: $LLM_NOTEBOOK_RECORDINGS if set, else "
+        "llm-recordings.jsonl in the notebook's folder.",
+    ).tag(config=True)
+
     @default("log_path")
     def _default_log_path(self):
         return os.environ.get("LLM_NOTEBOOK_LOG", "")
+
+    @default("replay")
+    def _default_replay(self):
+        # An unknown mode in the environment is reported when a call reads it (replay_mode()),
+        # not here, where it would stop the Session from being created at all.
+        return os.environ.get("LLM_NOTEBOOK_REPLAY", "").strip().lower() or "off"
+
+    @validate("replay")
+    def _replay_mode(self, proposal):
+        value = str(proposal["value"]).strip().lower()
+        if value not in REPLAY_MODES:
+            raise TraitError(f"replay must be one of {', '.join(REPLAY_MODES)}, "
+                             f"not {proposal['value']!r}")
+        return value
 
     @validate("timeout", "deadline", "batch_api_poll_min", "batch_api_poll_max")
     def _positive(self, proposal):
@@ -106,6 +137,22 @@ class LLMNotebook(Configurable):
         if not proposal["value"] >= 0:  # (NaN too: it would silently mean "no limit")
             raise TraitError(f"{proposal['trait'].name} must be 0 (no limit) or a positive USD amount")
         return proposal["value"]
+
+    def replay_mode(self) -> str:
+        """The replay mode in force; an unknown one from the environment is a clear error."""
+        mode = self.replay
+        if mode not in REPLAY_MODES:
+            from .errors import UserError
+
+            raise UserError(f"LLM_NOTEBOOK_REPLAY={mode!r} is not a replay mode: set it to one of "
+                            f"{', '.join(REPLAY_MODES)} (or run %llm replay MODE)")
+        return mode
+
+    def recordings_path(self) -> str:
+        """The recordings file as configured ($LLM_NOTEBOOK_RECORDINGS too); empty: the default
+        place beside the notebook (llm_notebook/recordings.py)."""
+        path = self.recordings or os.environ.get("LLM_NOTEBOOK_RECORDINGS", "")
+        return os.path.expanduser(path) if path else ""
 
     def resolved_log_path(self) -> str:
         if self.log_path:

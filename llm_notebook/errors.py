@@ -15,6 +15,7 @@ INCOMPLETE = "incomplete"
 INTERRUPTED = "interrupted"
 BUDGET = "budget"
 CONFIG = "config"
+NOT_RECORDED = "not_recorded"     # replay mode: the notebook's recordings hold no answer to it
 UNKNOWN = "unknown"
 
 RETRYABLE = frozenset({RATE_LIMIT, SERVER, TIMEOUT, CONNECTION, INVALID_RESPONSE, INCOMPLETE})
@@ -69,6 +70,20 @@ class BadOptionError(LLMError, ValueError):
 
 class LogUnavailable(LLMError):
     """The log file cannot be opened or created where LLMNotebook.log_path points."""
+
+    def __init__(self, message: str):
+        super().__init__(message, kind=CONFIG)
+
+
+class NotRecorded(LLMError):
+    """Replay mode, and the notebook's recordings hold no answer to this request: nothing sent."""
+
+    def __init__(self, message: str):
+        super().__init__(message, kind=NOT_RECORDED)
+
+
+class RecordingsUnavailable(LLMError):
+    """The recordings file cannot be read or written (or is too large to be a notebook's)."""
 
     def __init__(self, message: str):
         super().__init__(message, kind=CONFIG)

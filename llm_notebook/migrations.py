@@ -655,8 +655,9 @@ def m050_plain_sql_usage_rollups(db: sqlite3.Connection) -> None:
     run_script(db, rollup_trigger_sql("calls_usage_rollups"))
 
 
-def rollup_trigger_sql(name: str) -> str:
-    """The trigger that adds each new call to every usage rollup, in plain SQL."""
+def rollup_trigger_sql(name: str, untimed: str = "new.cached") -> str:
+    """The trigger that adds each new call to every usage rollup, in plain SQL. Calls for which
+    `untimed` holds add nothing to the latency histograms."""
     hour = "CAST(new.ts / 3600 AS INTEGER)"
     day = "CAST(new.ts / 86400 AS INTEGER)"
     notebook = "COALESCE(new.notebook, '')"
@@ -665,17 +666,22 @@ def rollup_trigger_sql(name: str) -> str:
     job = "new.job_id IS NOT NULL"
     return (
         f"CREATE TRIGGER {name} AFTER INSERT ON calls BEGIN"
-        + _add_call_to("usage_hourly", hourly)
-        + _add_call_to("usage_daily", {"day": day, "model": "new.model", "notebook": notebook})
-        + _add_call_to("usage_model_daily", {"model": "new.model", "day": day})
-        + _add_call_to("usage_notebook_daily", {"notebook": notebook, "day": day})
-        + _add_call_to("usage_hour_totals", {"hour": hour})
+        + _add_call_to("usage_hourly", hourly, untimed=untimed)
+        + _add_call_to("usage_daily", {"day": day, "model": "new.model", "notebook": notebook},
+                       untimed=untimed)
+        + _add_call_to("usage_model_daily", {"model": "new.model", "day": day}, untimed=untimed)
+        + _add_call_to("usage_notebook_daily", {"notebook": notebook, "day": day},
+                       untimed=untimed)
+        + _add_call_to("usage_hour_totals", {"hour": hour}, untimed=untimed)
         + _add_call_to("usage_groups", {"kind": "'conversation'", "key": "new.conversation_id",
-                                        **hourly}, conversation)
-        + _add_call_to("usage_groups", {"kind": "'job'", "key": "new.job_id", **hourly}, job)
+                                        **hourly}, conversation, untimed=untimed)
+        + _add_call_to("usage_groups", {"kind": "'job'", "key": "new.job_id", **hourly}, job,
+                       untimed=untimed)
         + _add_call_to("usage_group_totals", {"kind": "'conversation'",
-                                              "key": "new.conversation_id"}, conversation)
-        + _add_call_to("usage_group_totals", {"kind": "'job'", "key": "new.job_id"}, job)
+                                              "key": "new.conversation_id"}, conversation,
+                       untimed=untimed)
+        + _add_call_to("usage_group_totals", {"kind": "'job'", "key": "new.job_id"}, job,
+                       untimed=untimed)
         + "\nEND;")
 
 
@@ -692,16 +698,18 @@ _ADDED_PER_CALL = {
 }
 
 
-def _add_call_to(table: str, keys: dict[str, str], only_if: str = "1") -> str:
+def _add_call_to(table: str, keys: dict[str, str], only_if: str = "1", *,
+                 untimed: str = "new.cached") -> str:
     """Create the rollup row if missing, then add the call to its sums and histograms. Cache
-    hits stay out of the histograms (their ~0 ms would hide real latencies)."""
+    hits (and whatever else `untimed` names) stay out of the histograms (their ~0 ms would hide
+    real latencies)."""
     from .latency import histogram_update_sql
 
     columns, values = ", ".join(keys), ", ".join(keys.values())
     match = " AND ".join(f"{k} = {v}" for k, v in keys.items())
     sums = ",\n            ".join(f"{c} = {c} + {v}" for c, v in _ADDED_PER_CALL.items())
     histograms = ",\n            ".join(
-        f"{hist} = CASE WHEN new.cached OR {ms} IS NULL THEN {hist} "
+        f"{hist} = CASE WHEN {untimed} OR {ms} IS NULL THEN {hist} "
         f"ELSE {histogram_update_sql(hist, ms)} END"
         for hist, ms in (("duration_buckets", "new.duration_ms"), ("ttft_buckets", "new.ttft_ms")))
     return f"""
@@ -729,6 +737,19 @@ def m051_calls_fts_as_sqlite_utils_sets_it_up(db: sqlite3.Connection) -> None:
     database = Database(db, recursive_triggers=False, execute_plugins=False)
     database["calls"].enable_fts(["prompt", "response"], fts_version="FTS5",
                                  create_triggers=True)
+
+
+@migration
+def m052_calls_replayed(db: sqlite3.Connection) -> None:
+    # A call answered from a notebook's recordings (llm_notebook/call/replay.py) is logged as
+    # replayed: nothing was sent and it cost nothing. Its time is a file read's, so like a cache
+    # hit it stays out of the latency histograms: the rollup trigger is made again to say so.
+    from sqlite_utils import Database
+
+    database = Database(db, recursive_triggers=False, execute_plugins=False)
+    database["calls"].add_column("replayed", int, not_null_default=0)
+    run_script(db, "DROP TRIGGER IF EXISTS calls_usage_rollups;")
+    run_script(db, rollup_trigger_sql("calls_usage_rollups", untimed="new.cached OR new.replayed"))
 
 
 @migration

@@ -26,6 +26,7 @@ class Response:
     status: str = "ok"                   # ok | interrupted | incomplete
     conversation_id: str | None = None
     error: str | None = None
+    replayed: bool = False               # from the notebook's recordings: nothing sent, free
     extra: dict = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -37,7 +38,8 @@ class Response:
             cost=row.get("cost"), unpriced=bool(row.get("unpriced")),
             duration_ms=row.get("duration_ms"), ttft_ms=row.get("ttft_ms"),
             cached=bool(row.get("cached")), id=row.get("id"), status=row.get("status") or "ok",
-            conversation_id=row.get("conversation_id"), error=row.get("error"))
+            conversation_id=row.get("conversation_id"), error=row.get("error"),
+            replayed=bool(row.get("replayed")))
 
     def __str__(self) -> str:
         return self.text
@@ -64,6 +66,8 @@ class Response:
             parts.append(f"{self.input_tokens or 0}+{self.output_tokens or 0} tokens")
         if self.cached:
             parts.append("cached")
+        elif self.replayed:
+            parts.append("replayed")
         if self.cost is not None:
             parts.append(f"${self.cost:.4f}" if self.cost >= 0.0001 or self.cost == 0 else f"${self.cost:.2e}")
         elif self.unpriced:

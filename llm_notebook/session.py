@@ -77,6 +77,12 @@ class Session:
         self.spent = 0.0                      # USD spent by this Session (for the session budget)
         self._log = None
         self._log_lock = threading.Lock()
+        self._recordings = None
+        from .recordings import notebook_folder
+
+        # Where the notebook's recordings are, as the kernel started (a later os.chdir in the
+        # notebook does not move them).
+        self._notebook_folder = notebook_folder()
         self._current: "Conversation | None" = None
         self._listeners: list = []
 
@@ -91,6 +97,21 @@ class Session:
             if self._log is None or self._log.path != path:
                 self._log = Log(path)
             return self._log
+
+    @property
+    def recordings(self):
+        """The notebook's recordings (llm_notebook.recordings.Recordings): the answers `%llm
+        replay` records and replays, in llm-recordings.jsonl beside the notebook unless
+        LLMNotebook.recordings names another file."""
+        import os
+
+        from .recordings import FILE_NAME, Recordings
+
+        path = self.config.recordings_path() or os.path.join(self._notebook_folder, FILE_NAME)
+        with self._log_lock:
+            if self._recordings is None or self._recordings.path != path:
+                self._recordings = Recordings(path)
+            return self._recordings
 
     @property
     def templates(self):
@@ -158,8 +179,12 @@ class Session:
         self.config.default_model = model
 
     def resolve(self, model: str | None = None, options: dict | None = None) -> providers.Route:
+        # Replaying, a call whose answer is recorded needs no key: a missing one is reported
+        # when a call is about to be sent (providers.check_key).
+        replaying = self.config.replay in ("replay", "auto")
         return providers.resolve(model or self.default_model(), endpoints=self.endpoints,
-                                 aliases=self.aliases, options=options)
+                                 aliases=self.aliases, options=options,
+                                 require_key=not replaying)
 
     def models(self):
         """A DataFrame of known models: id, provider, key present, context window, prices."""

@@ -26,6 +26,9 @@ def nb_session(log_path, monkeypatch):
     for var in list(os.environ):
         if var.endswith("_API_KEY"):
             monkeypatch.delenv(var, raising=False)
+    # Nor a replay mode: tests that record or replay say so (and where their recordings go).
+    monkeypatch.delenv("LLM_NOTEBOOK_REPLAY", raising=False)
+    monkeypatch.delenv("LLM_NOTEBOOK_RECORDINGS", raising=False)
     # Nor from a developer's .env in the working folder, nor from an earlier test's set_key.
     from llm_notebook import keys
 

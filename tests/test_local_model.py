@@ -130,3 +130,42 @@ def test_works_offline_in_a_fresh_process(tmp_path):
     assert "RESULT ok True True True 1" in out.stdout
     assert "Traceback" not in out.stderr            # not even at interpreter exit
 
+
+
+def test_a_stop_cuts_the_reading_of_a_long_prompt_and_the_model_stays_sound(capfd):
+    # llama.cpp reads a prompt in decodes of 512 tokens with no token in between: the stop must
+    # reach it inside a decode (its abort callback), and the context must be fine afterwards.
+    import threading
+
+    llm = local.get_model()
+    long_prompt = [{"role": "user", "content": "Summarise: " + "the quick brown fox " * 375}]
+    short = [{"role": "user", "content": "Name three colours."}]
+    greedy = {"max_tokens": 12, "temperature": 0, "seed": 1}
+
+    def text(messages) -> str:
+        return "".join(p for p in local.generate(messages, greedy, threading.Event())
+                       if isinstance(p, str))
+
+    before = text(short)
+    prompt_length = len(llm.tokenize(long_prompt[0]["content"].encode()))
+    stop = threading.Event()
+    timer = threading.Timer(0.1, stop.set)
+    timer.start()
+    try:
+        pieces = list(local.generate(long_prompt, greedy, stop))
+    finally:
+        timer.cancel()
+    assert stop.is_set() and pieces == []                  # no text, and no Finish
+    assert llm.n_tokens < prompt_length                    # cut before the prompt was read
+    assert "decode" not in capfd.readouterr().err          # llama.cpp's abort line is not shown
+    # Nothing half-read is left behind (the short prompt shares the chat template's first
+    # tokens with the cut one, which llama-cpp-python reuses): the same answer as before.
+    assert text(short) == before
+
+
+def test_a_generation_stopped_before_its_turn_does_not_start():
+    import threading
+
+    stop = threading.Event()
+    stop.set()
+    assert list(local.generate([{"role": "user", "content": "Hi"}], {}, stop)) == []

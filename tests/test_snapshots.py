@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 
+import time
+
 import pandas as pd
 import pytest
 from cells import ok
@@ -210,6 +212,44 @@ def test_the_front_end_gets_the_snapshot_a_moment_after_a_turn_it_sent(shell):
     assert chat.recorder.response("ping") is None
     chat._handle_custom_msg({"type": "request", "id": "p", "method": "ping", "params": {}}, [])
     assert chat.recorder.response("p") == {"type": "response", "id": "p", "ok": True, "result": True}
+
+
+def test_output_updates_wait_while_the_user_works_in_the_widget(shell, monkeypatch):
+    """An update renders the view again, which would drop keys typed meanwhile: while the
+    front-end reports the focus inside, updates wait; they go out once it leaves, or when an
+    idle hold runs out."""
+    from recorders import MessageRecorder
+
+    from llm_notebook.widgets import display as display_module
+
+    ok(shell, "import llm_notebook\nchat = llm_notebook.Chat(model='loop/m')")
+    chat = MessageRecorder().attach(shell.user_ns["chat"])
+    with capture_output() as cap:
+        shell.user_ns["chat"]._ipython_display_()
+        chat._handle_custom_msg({"type": "focus", "inside": True}, [])
+        chat._handle_custom_msg({"type": "request", "id": "r1", "method": "send",
+                                 "params": {"prompt": "Yo [[reply:ahoy]]"}}, [])
+        assert wait_for(lambda: chat.recorder.response("r1"))
+        assert wait_for(lambda: "ahoy" in chat.snapshot)   # the trait follows at once
+        time.sleep(display_module.SETTLE_SECONDS * 4)
+        chat.flush_snapshot()                              # a Python call's flush waits too
+        assert not any(o.update for o in cap.outputs)
+        chat._handle_custom_msg({"type": "focus", "inside": False}, [])
+        assert wait_for(lambda: any(o.update for o in cap.outputs))
+    update = [o for o in cap.outputs if o.update][-1]
+    assert "ahoy" in update.data["text/html"]
+
+    # A hold nobody renews (a page closed with the focus inside) runs out by itself.
+    monkeypatch.setattr(display_module, "HOLD_SECONDS", 0.3)
+    with capture_output() as cap:
+        chat._handle_custom_msg({"type": "focus", "inside": True}, [])
+        chat._handle_custom_msg({"type": "request", "id": "r2", "method": "send",
+                                 "params": {"prompt": "Again [[reply:once more]]"}}, [])
+        assert wait_for(lambda: chat.recorder.response("r2"))
+        started = time.monotonic()
+        assert wait_for(lambda: any(o.update for o in cap.outputs))
+    assert "once more" in [o for o in cap.outputs if o.update][-1].data["text/html"]
+    assert time.monotonic() - started < 5
 
 
 def test_a_terminal_gets_the_transcript_once_and_no_updates(shell, monkeypatch):

@@ -309,9 +309,12 @@ def _legacy_log(path: str, rows: list[dict], upto: str) -> None:
     for name, fn in migrations.MIGRATIONS[:names.index(upto)]:
         fn(db)
         db.execute("INSERT INTO _migrations VALUES (?, 0)", (name,))
-    db.executemany(f"INSERT INTO calls ({', '.join(CALL_COLUMNS)}) VALUES "
-                   f"({', '.join('?' for _ in CALL_COLUMNS)})",
-                   [tuple(_record(r)) for r in rows])
+    # That version wrote the columns its schema had (not those added since, e.g. `replayed`).
+    had = {r[1] for r in db.execute("PRAGMA table_info(calls)")}
+    kept = [i for i, c in enumerate(CALL_COLUMNS) if c in had]
+    db.executemany(f"INSERT INTO calls ({', '.join(CALL_COLUMNS[i] for i in kept)}) VALUES "
+                   f"({', '.join('?' for _ in kept)})",
+                   [tuple(_record(r)[i] for i in kept) for r in rows])
     db.execute("COMMIT")
     db.close()
 

@@ -119,14 +119,16 @@ class Estimate:
     cost: float | None
     cost_per_row: float | None
     via: str = "calls"               # "batch_api": priced at the provider's batch price
+    replayed: int = 0                # rows the notebook's recordings answer (replay, auto)
 
     def __str__(self) -> str:
         out = "at most" if self.output_is_limit else "assumed"
         cost = "price unknown" if self.cost is None else f"≈ ${self.cost:,.4f}"
         if self.via == "batch_api" and self.cost is not None:
             cost += " at the Batch API price"
-        return (f"{self.model}: {self.rows:,} rows, {self.to_send:,} to send ({self.cached:,} "
-                f"cached, {self.bad_rows:,} bad) · ~{self.input_tokens:,} input + "
+        replayed = f"{self.replayed:,} replayed, " if self.replayed else ""
+        return (f"{self.model}: {self.rows:,} rows, {self.to_send:,} to send ({replayed}"
+                f"{self.cached:,} cached, {self.bad_rows:,} bad) · ~{self.input_tokens:,} input + "
                 f"{self.output_tokens:,} output tokens ({self.output_per_row} per row, {out}) · {cost}")
 
     def _repr_pretty_(self, p, cycle) -> None:
@@ -145,16 +147,22 @@ def estimate_run(session, run) -> Estimate:
 
     per_row = run.pace_out
     limit = run.options.get("max_tokens") or run.options.get("max_completion_tokens")
-    to_send = cached = bad = tin = 0
+    to_send = cached = replayed = bad = tin = 0
     cost = 0.0
-    for chunk in chunks(run.rows, run.route, run.options):
+    replay = run.replay if run.replay is not None and run.replay.replays else None
+    for chunk in chunks(run.rows, run.route, run.options, replay=replay):
         bad += len(chunk.errors)
-        todo = [m for m in chunk.messages if m is not None]
+        todo = [j for j, m in enumerate(chunk.messages) if m is not None]
+        if replay is not None and todo:
+            found = replay.find_many(chunk.replay_keys[j] for j in todo)
+            replayed += sum(1 for j in todo if chunk.replay_keys[j] in found)
+            # (in replay mode nothing is sent: a row that is not recorded fails)
+            todo = [] if replay.strict else [j for j in todo if chunk.replay_keys[j] not in found]
         if run.cache and todo:
-            keys = [k for k, m in zip(chunk.keys, chunk.messages) if m is not None]
-            hits = session.log.cache_get_many(keys)
-            cached += sum(1 for k in keys if k in hits)
-            todo = [m for k, m in zip(keys, todo) if k not in hits]
+            hits = session.log.cache_get_many([chunk.keys[j] for j in todo])
+            cached += sum(1 for j in todo if chunk.keys[j] in hits)
+            todo = [j for j in todo if chunk.keys[j] not in hits]
+        todo = [chunk.messages[j] for j in todo]
         to_send += len(todo)
         # Priced row by row, as the rows will be: a tiered price depends on each prompt's size.
         for messages in todo:
@@ -168,4 +176,4 @@ def estimate_run(session, run) -> Estimate:
                     bad_rows=bad, input_tokens=tin, output_tokens=per_row * to_send,
                     output_per_row=per_row, output_is_limit=bool(limit), cost=cost,
                     cost_per_row=None if cost is None or not to_send else cost / to_send,
-                    via=run.via)
+                    via=run.via, replayed=replayed)

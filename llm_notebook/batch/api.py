@@ -10,6 +10,8 @@ import queue
 import time
 from typing import Any
 
+from .. import providers
+from ..call.replay import Replay
 from ..retry import RetryPolicy
 from . import inputs
 from .engine import BatchRun
@@ -49,7 +51,8 @@ def prepare(session, *, frame=None, prompts=None, prompt=None, options: dict | N
 
     `keywords` are BatchSettings and model options (BatchSettings.split); `options` more
     model options. With a session or day budget set, a run whose estimate could cross it is
-    refused here, before any row is sent (`check_budget=False` for estimates).
+    refused here, before any row is sent, and in replay mode a run with rows that are not
+    recorded (`check_budget=False` for estimates: they refuse nothing).
     `keep_answers=False` for runs whose result is shaped once they end (map, batch): they read
     their answers back from the log then (BatchRun.answers)."""
     from .. import context as ctx
@@ -94,10 +97,30 @@ def prepare(session, *, frame=None, prompts=None, prompt=None, options: dict | N
     context = {"notebook": ctx.notebook_path(), "cell_id": ctx.cell_id()}
     run = BatchRun(session, route, rows, settings, options=options, concurrency=width,
                    schema=out_schema, system=system_text, policy=policy, context=context,
-                   keep_answers=keep_answers)
+                   keep_answers=keep_answers, replay=Replay.of(session))
     if check_budget:
+        _refuse_not_recorded(run)
         _refuse_over_budget(session, run)
     return run, out_schema
+
+
+def _refuse_not_recorded(run: BatchRun) -> None:
+    """Replaying, a run with rows the recordings do not hold fails before any row runs: in
+    replay mode because they are not recorded, in auto mode if they need a key that is missing."""
+    replay = run.replay
+    if replay is None or not replay.replays:
+        return
+    from .feed import chunks
+
+    missing = 0
+    for chunk in chunks(run.rows, run.route, run.options, replay=replay):
+        keys = [k for k in chunk.replay_keys if k is not None]
+        found = replay.find_many(keys)
+        missing += sum(1 for k in keys if k not in found)
+    if missing and replay.strict:
+        raise replay.not_recorded(run.route, None, rows=missing, total=run.n)
+    if missing:
+        providers.check_key(run.route)
 
 
 def _refuse_over_budget(session, run: BatchRun) -> None:

@@ -1,6 +1,9 @@
 """The batch engine: one asyncio run over many rows, each row a call through the one executor
 (llm_notebook/call/executor.py: retries, deadline, budget hold, pricing, Outcome), with what only
 batches need around it:
+- with replay on, the notebook's recordings are read once for all rows (call/replay.py: a
+  recorded answer is taken before the cache, logged as replayed, free); answers are recorded
+  with each flush when recording;
 - the cache is read once for all rows (log.cache_get_many) before anything is sent, and rows
   asking the very same request are sent once;
 - a fixed number of worker coroutines (no task per row) behind a gate of pacing (rpm/tpm) and
@@ -42,8 +45,9 @@ from .. import budget as budgets
 from .. import pricing, tokens
 from ..cache import _NOT_SEMANTIC
 from ..call import outcome as outcomes
+from ..call import replay as replays
 from ..call.executor import Call, execute
-from ..errors import BUDGET, RATE_LIMIT, BudgetExceeded, LLMError
+from ..errors import BUDGET, NOT_RECORDED, RATE_LIMIT, BudgetExceeded, LLMError
 from ..retry import RetryPolicy
 from . import gc_policy, store
 from .feed import Chunk, Feed
@@ -80,14 +84,15 @@ class BatchRun:
     def __init__(self, session, route, rows, settings: BatchSettings, *, options: dict,
                  concurrency: int, schema=None, system: str | None,
                  policy: RetryPolicy | None = None, context: dict | None = None,
-                 n: int | None = None, keep_answers: bool = True):
+                 n: int | None = None, keep_answers: bool = True, replay=None):
         """`rows` is the input (inputs.FrameRows or ListRows: requests a chunk at a time, or
         None to pick up a Batch API job from the log); `settings` as the user gave them
         (batch/settings.py); the rest as api.prepare worked them out: the model options, the
-        number of workers, the parsed schema, the retry policy; `n` the number of rows when
-        there is no `rows`. `keep_answers=False`: the answers are not kept in memory as they
-        come (answers() reads them back from the log, a page at a time, when the run is over):
-        what a run holds per row is then a status and a call id."""
+        number of workers, the parsed schema, the retry policy, the session's replay
+        (call/replay.py; None when off); `n` the number of rows when there is no `rows`.
+        `keep_answers=False`: the answers are not kept in memory as they come (answers() reads
+        them back from the log, a page at a time, when the run is over): what a run holds per
+        row is then a status and a call id."""
         self.session = session
         self.log = session.log
         self.route = route
@@ -108,6 +113,7 @@ class BatchRun:
         self.context = context or {}
         self.prompt_label = rows.label if rows is not None else None
         self.system = system
+        self.replay = replay
 
         n = self.n
         self.keep_answers = keep_answers
@@ -116,6 +122,7 @@ class BatchRun:
         self.status: list = [None] * n          # "ok" | "error" | None (not run)
         self.errors: dict = {}                  # row -> (kind, message)
         self.cached: set = set()
+        self.replayed: set = set()
         self.resumed: set = set()
         self.attempts: dict = {}
         # The call id of each row's answer (0: none yet), as machine integers: no Python object
@@ -155,6 +162,10 @@ class BatchRun:
         self._job_rows: list = []
         self._new_call_rows: list = []     # row index of each buffered call
         self._written_rows: list = []      # rows finished since the last flush (for on_rows)
+        # Recording: (row, Outcome, messages, key) answers to record at the next flush; rows
+        # resumed from an earlier run wait here until their chunk (their request) is built.
+        self._to_record: list = []
+        self._resumed_to_record: dict = {}
         self._flush_wakeup: asyncio.Future | None = None
         self._flusher_stop = False
         self._duplicates: dict = {}          # row sent -> later rows with the same request
@@ -307,6 +318,10 @@ class BatchRun:
         self.values[i] = value
         self.call_ids[i] = r["call_id"] or 0
         self.resumed.add(i)
+        if self.replay is not None and self.replay.records and not r.get("replayed"):
+            self._resumed_to_record[i] = outcomes.Outcome(
+                "ok", r["response"] or "", 0.0, 0.0, input_tokens=r["input_tokens"],
+                output_tokens=r["output_tokens"], cost=r["cost"], cached=bool(r["cached"]))
         self._written_rows.append(i)
         if r["cached"]:
             self.cached.add(i)
@@ -322,27 +337,83 @@ class BatchRun:
     # -- rows without a call ----------------------------------------------------------------
 
     async def take_chunk(self, chunk: Chunk) -> list:
-        """(the feed) A chunk's rows that failed to make a request become errors, the cached
-        ones answers; returns the rows to send (equal requests set aside to share one)."""
+        """(the feed) A chunk's rows that failed to make a request become errors, the recorded
+        ones (replaying) and the cached ones answers; returns the rows to send (equal requests
+        set aside to share one)."""
         for i, (kind, message) in chunk.errors.items():
             self.bad_rows += 1
             if self.status[i] is None:
                 self._fail(i, kind, message, attempts=0, call_ref=None)
+        if self._resumed_to_record:
+            for i in range(chunk.start, chunk.stop):
+                result = self._resumed_to_record.pop(i, None)
+                if result is not None:
+                    self._remember(i, result, chunk)
         todo = [i for i in range(chunk.start, chunk.stop)
                 if self.status[i] is None and chunk.messages_of(i) is not None]
+        loop = asyncio.get_running_loop()
+        if todo and self.replay is not None and self.replay.replays:
+            todo = await loop.run_in_executor(_writer_pool(), self._replay_rows, todo, chunk)
         if todo and self.cache:
             keys = [chunk.key_of(i) for i in todo]
-            loop = asyncio.get_running_loop()
             hits = await loop.run_in_executor(_writer_pool(), self.log.cache_get_many, keys)
             if hits:
                 todo = [i for i in todo
-                        if (hit := hits.get(chunk.key_of(i))) is None or not self._take_cached(i, hit)]
+                        if (hit := hits.get(chunk.key_of(i))) is None
+                        or not self._take_cached(i, hit, chunk)]
             todo = self._set_duplicates_aside(todo, chunk)
         if len(self._job_rows) >= FLUSH_ROWS:
             self._wake_flusher()
         return todo
 
-    def _take_cached(self, i: int, hit: dict) -> bool:
+    def _remember(self, i: int, result: outcomes.Outcome, chunk: Chunk) -> None:
+        """Recording: row i's answer goes to the recordings with the next flush (with its
+        request, taken now, while its chunk is alive)."""
+        if self.replay is not None and self.replay.records:
+            key = self.replay.key(self.route, chunk.messages_of(i), self.options) \
+                if chunk.replay_keys is None else chunk.replay_key_of(i)
+            self._to_record.append((i, result, chunk.messages_of(i), key))
+
+    def _replay_rows(self, todo: list, chunk: Chunk) -> list:
+        """(writer thread) Take every row the recordings answer; returns the rows left to call
+        (none in replay mode: a row that is not recorded fails, nothing is sent)."""
+        found = self.replay.find_many(chunk.replay_key_of(i) for i in todo)
+        ts = time.time()
+        left = []
+        for i in todo:
+            recorded = found.get(chunk.replay_key_of(i))
+            if recorded is not None:
+                self._take_replayed(i, replays.outcome(recorded, ts=ts), chunk)
+            elif self.replay.strict:
+                self._fail(i, NOT_RECORDED, f"not recorded in {self.replay.recordings.path}",
+                           attempts=0, call_ref=None)
+            else:
+                left.append(i)
+        return left
+
+    def _take_replayed(self, i: int, result: outcomes.Outcome, chunk: Chunk) -> None:
+        """Row i answered from the recordings: a call row marked replayed, free, not cached."""
+        ref = self._buffer_call(i, result, chunk)
+        self.replayed.add(i)
+        self.texts[i] = result.text
+        if not result.ok:
+            self._fail(i, result.error_kind, result.error, attempts=0, call_ref=ref)
+            return
+        value, problem = self._parse(result.text)
+        if problem is not None:
+            from .schema import INVALID_OUTPUT
+
+            self._fail(i, INVALID_OUTPUT, problem, attempts=0, call_ref=ref)
+            return
+        self.status[i] = "ok"
+        self.values[i] = value
+        self._written_rows.append(i)
+        c = self.counters
+        c["done"] += 1
+        c["ok"] += 1
+        self._job_rows.append((i, "ok", ref, 0, None, None, 0, 0.0))
+
+    def _take_cached(self, i: int, hit: dict, chunk: Chunk) -> bool:
         text = hit["response"]
         value, problem = self._parse(text)
         if problem is not None:
@@ -352,6 +423,7 @@ class BatchRun:
         self.values[i] = value
         self.call_ids[i] = hit.get("call_id") or 0
         self.cached.add(i)
+        self._remember(i, outcomes.from_cache(hit, ts=0.0, duration_ms=0.0), chunk)
         self._written_rows.append(i)
         c = self.counters
         c["done"] += 1
@@ -454,6 +526,7 @@ class BatchRun:
         if result.attempts != 1:
             self.attempts[i] = result.attempts
         ref = self._buffer_call(i, result, chunk) if result.attempts else None
+        self._remember(i, result, chunk)
         if not result.ok:
             if result.error_kind == BUDGET:
                 self.stop_reason = self.stop_reason or BUDGET
@@ -533,6 +606,7 @@ class BatchRun:
             owners, self._new_call_rows = self._new_call_rows, []
             written, self._written_rows = self._written_rows, []
             spent, self._spent_unflushed = self._spent_unflushed, 0.0
+            to_record, self._to_record = self._to_record, []
             if not (calls or rows or final):
                 return
             counters = dict(self.counters)
@@ -542,7 +616,7 @@ class BatchRun:
             # A write queued behind another run's write must not be dropped if this task is
             # cancelled (Ctrl-C, or the run ending): finish it, then let the cancellation go on.
             write = loop.run_in_executor(_writer_pool(), self._write, calls, entries, rows,
-                                         owners, counters, status)
+                                         owners, counters, status, to_record)
             try:
                 ids = await asyncio.shield(write)
             except asyncio.CancelledError:
@@ -552,12 +626,17 @@ class BatchRun:
                 self.session._notify(dict(calls[-1], id=ids[-1], job_rows=len(calls)))
             self._tell(written)
 
-    def _write(self, calls, entries, rows, owners, counters, status) -> list:
+    def _write(self, calls, entries, rows, owners, counters, status, to_record=()) -> list:
         """(writer thread) One transaction; then each row learns its call's id, here and not in
-        the awaiting coroutine, so a cancelled await cannot lose the ids (compare reads them)."""
+        the awaiting coroutine, so a cancelled await cannot lose the ids (compare reads them).
+        Answers to record go to the recordings after the log has them."""
         ids = store.write_progress(self.log, self.job_id, calls, entries, rows, counters, status)
         for i, call_id in zip(owners, ids):
             self.call_ids[i] = call_id
+        if to_record:
+            replay = self.replay
+            replay.add([replay.line(key, self.route, messages, self.options, result)
+                        for _i, result, messages, key in sorted(to_record, key=lambda e: e[0])])
         return ids
 
     def answers(self) -> list:
@@ -614,6 +693,7 @@ class BatchRun:
         return {
             "job_id": self.job_id, "status": self.job_status, "rows": self.n, "ok": c["ok"],
             "error": c["errors"], "cached": len(self.cached - self.resumed),
+            "replayed": len(self.replayed),
             "resumed": len(self.resumed), "not_run": self.n - c["done"],
             "input_tokens": c["input_tokens"], "output_tokens": c["output_tokens"],
             "cost": round(c["cost"], 10), "unpriced": c["unpriced"],

@@ -34,15 +34,18 @@ def _builder_pool() -> ThreadPoolExecutor:
 
 class Chunk:
     """Rows [start, start + len(messages)) of a run: their messages and cache keys (None for a
-    row that cannot be sent), and the rows that failed to make a request."""
+    row that cannot be sent), the rows that failed to make a request, and with replay on the
+    rows' keys in the recordings."""
 
-    __slots__ = ("start", "messages", "keys", "errors")
+    __slots__ = ("start", "messages", "keys", "errors", "replay_keys")
 
-    def __init__(self, start: int, messages: list, keys: list, errors: dict):
+    def __init__(self, start: int, messages: list, keys: list, errors: dict,
+                 replay_keys: list | None = None):
         self.start = start
         self.messages = messages
         self.keys = keys
         self.errors = errors
+        self.replay_keys = replay_keys
 
     def messages_of(self, i: int):
         return self.messages[i - self.start]
@@ -50,13 +53,17 @@ class Chunk:
     def key_of(self, i: int):
         return self.keys[i - self.start]
 
+    def replay_key_of(self, i: int):
+        return self.replay_keys[i - self.start]
+
     @property
     def stop(self) -> int:
         return self.start + len(self.messages)
 
 
-def build_chunk(rows, route, options: dict, start: int, stop: int) -> Chunk:
-    """(any thread) The requests of rows [start, stop) and their cache keys."""
+def build_chunk(rows, route, options: dict, start: int, stop: int, replay=None) -> Chunk:
+    """(any thread) The requests of rows [start, stop) and their cache keys (and their keys in
+    the recordings, with a `replay`: call/replay.py)."""
     requests = rows.build(start, stop)
     messages = requests.messages
     keys = cache_keys(route.model, messages, options, route.base_url or route.endpoint)
@@ -67,13 +74,14 @@ def build_chunk(rows, route, options: dict, start: int, stop: int) -> Chunk:
             errors[start + j] = (BAD_INPUT, "the text holds invalid Unicode (lone surrogates); "
                                             "clean it, e.g. with .str.encode('utf-8', 'replace')"
                                             ".str.decode('utf-8'); the row was not sent")
-    return Chunk(start, messages, keys, errors)
+    replay_keys = replay.keys(route, messages, options, keys) if replay is not None else None
+    return Chunk(start, messages, keys, errors, replay_keys)
 
 
-def chunks(rows, route, options: dict, size: int = CHUNK_ROWS):
-    """Every chunk of `rows`, built in this thread (estimates, Batch API files)."""
+def chunks(rows, route, options: dict, size: int = CHUNK_ROWS, replay=None):
+    """Every chunk of `rows`, built in this thread (estimates, Batch API files, replay checks)."""
     for start in range(0, rows.n, size):
-        yield build_chunk(rows, route, options, start, min(rows.n, start + size))
+        yield build_chunk(rows, route, options, start, min(rows.n, start + size), replay)
 
 
 class Feed:
@@ -93,7 +101,7 @@ class Feed:
         stop = min(run.n, start + self.size)
         loop = asyncio.get_running_loop()
         return loop.run_in_executor(_builder_pool(), build_chunk, run.rows, run.route, run.options,
-                                    start, stop)
+                                    start, stop, run.replay)
 
     async def take(self):
         """The next (row, chunk) to send, or None when the input is used up or the run stops."""
@@ -135,6 +143,7 @@ class Feed:
             self.next_start = min(run.n, self.next_start + self.size)
         todo = await run.take_chunk(chunk)
         if todo and not self.prepared:
+            providers.check_key(run.route)   # (resolved without its key while replaying)
             await providers.prepare(run.route)
             self.prepared = True
         return chunk, todo

@@ -110,13 +110,13 @@ def finished_rows(log, job_id: str) -> Iterator[dict]:
     while True:
         page = log._tuples(
             "SELECT r.row, r.call_id, r.cached, r.attempts, r.cost, c.response, c.input_tokens, "
-            "c.output_tokens FROM job_rows r JOIN calls c ON c.id = r.call_id "
+            "c.output_tokens, c.replayed FROM job_rows r JOIN calls c ON c.id = r.call_id "
             "WHERE r.job_id = ? AND r.status = 'ok' AND r.row > ? ORDER BY r.row LIMIT ?",
             (job_id, after, FINISHED_PAGE))
-        for row, call_id, cached, attempts, cost, response, tin, tout in page:
+        for row, call_id, cached, attempts, cost, response, tin, tout, replayed in page:
             yield {"row": row, "call_id": call_id, "cached": cached, "attempts": attempts,
                    "cost": cost, "response": response, "input_tokens": tin,
-                   "output_tokens": tout}
+                   "output_tokens": tout, "replayed": replayed}
         if len(page) < FINISHED_PAGE:
             return
         after = page[-1][0]

@@ -1,7 +1,7 @@
 """What one call came to, and the log row it makes.
 
 An `Outcome` is made by the executor for every call that was sent (answered, failed, cut short
-or interrupted) and for a cache hit. `Outcome.row()` turns it into the call's log row (the
+or interrupted), for a cache hit and for a replayed answer (call/replay.py). `Outcome.row()` turns it into the call's log row (the
 columns of `log.CALL_COLUMNS`); a `Response` is only ever made back from such a row
 (`Response.from_row`), so what a caller holds is what the log holds.
 """
@@ -29,6 +29,7 @@ class Outcome:
     error: str | None = None             # redacted, one line
     cached: bool = False
     exception: LLMError | None = None    # the error to raise to a single caller (not logged)
+    replayed: bool = False               # taken from the notebook's recordings (call/replay.py)
 
     @property
     def ok(self) -> bool:
@@ -57,6 +58,7 @@ class Outcome:
         row["error"] = self.error
         row["attempts"] = self.attempts
         row["cached"] = self.cached
+        row["replayed"] = self.replayed
         return row
 
 

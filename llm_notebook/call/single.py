@@ -3,11 +3,13 @@
     call_once(session, messages, ...)
       1. resolve the model to a Route; open the log (a log that cannot be opened fails the call
          before anything is sent); the cache key when the cache is on;
-      2. a cache hit becomes an Outcome at once (no request);
+      2. with replay on, a recorded answer becomes an Outcome at once (call/replay.py; in
+         `replay` mode a request that is not recorded fails here); then a cache hit does;
       3. otherwise providers.prepare(route) (litellm's import, the model's weights: outside the
          deadline), then executor.execute(): attempts, retries, deadline, budget hold, price;
-      4. its sink writes the Outcome's row (Log.insert_call, with the cache entry of an answer)
-         and tells the Session's listeners; `Response.from_row` is what the caller gets back;
+      4. its sink writes the Outcome's row (Log.insert_call, with the cache entry of an answer),
+         records the answer when recording, and tells the Session's listeners;
+         `Response.from_row` is what the caller gets back;
       5. a call that failed raises its LLMError, whose `call_id` is its row.
 Batch runs take the same executor and Outcome rows with their own bulk cache reads and
 buffered writes (llm_notebook/batch/engine.py).
@@ -15,6 +17,7 @@ buffered writes (llm_notebook/batch/engine.py).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Callable
 
@@ -22,6 +25,7 @@ from .. import budget, pricing, providers, tokens
 from ..cache import cache_key
 from ..response import Response
 from . import outcome as outcomes
+from . import replay as replays
 from .executor import Call, execute
 
 
@@ -54,15 +58,34 @@ async def call_once(session, messages: list[dict], *, model: str | None, options
     base = outcomes.base_row(route, options, kernel_session=session.kernel_session,
                              context=context, system=system, conversation_id=conversation_id,
                              parent_id=parent_id)
+    replay = replays.Replay.of(session)
+    replay_key = replay.key(route, messages, options) if replay is not None else None
 
     def record(result: outcomes.Outcome) -> None:
         row = result.row(base, messages, cache_key=key)
-        fresh_answer = result.ok and not result.cached
+        fresh_answer = result.ok and not result.cached and not result.replayed
         row["id"] = log.insert_call(row, cache_key=key if fresh_answer else None)
         if fresh_answer and result.cost:
             session.spent += result.cost
         state.response = Response.from_row(row)
+        if replay is not None and replay.records:
+            replay.add([replay.line(replay_key, route, messages, options, result)])
         session._notify(row)
+
+    if replay is not None and replay.replays:
+        recorded = replay.find(replay_key)
+        if recorded is not None:
+            ts = time.time()
+            if on_text is not None:
+                for piece in replays.pieces(recorded.text):
+                    state.partial.append(piece)
+                    on_text(piece)
+                    await asyncio.sleep(0)    # a stream's reader takes each piece as it comes
+            result = replays.outcome(recorded, ts=ts)
+            record(result)
+            return _returned(result, state)
+        if replay.strict:
+            raise replay.not_recorded(route, messages)
 
     if key is not None:
         ts, started = time.time(), time.perf_counter()
@@ -74,6 +97,7 @@ async def call_once(session, messages: list[dict], *, model: str | None, options
                                        duration_ms=(time.perf_counter() - started) * 1000))
             return state.response
 
+    providers.check_key(route)          # (resolved without its key while replaying)
     await providers.prepare(route)
 
     def text_arrived(text: str) -> None:
@@ -86,6 +110,11 @@ async def call_once(session, messages: list[dict], *, model: str | None, options
                 est_out=budget.output_tokens(route.model, options))
     result = await execute(call, sink=record, budget=budget.SessionBudget(session),
                            on_text=text_arrived if on_text is not None else None)
+    return _returned(result, state)
+
+
+def _returned(result: outcomes.Outcome, state: CallState) -> Response:
+    """The logged call's Response, or its LLMError (naming its row) if it failed."""
     if not result.ok:
         error = result.exception
         error.call_id = state.response.id if state.response is not None else None

@@ -1,4 +1,5 @@
-"""`%llm <command>`: models, use, alias, new, history, usage, keys, check, chat, templates, help.
+"""`%llm <command>`: models, use, alias, new, history, usage, keys, check, replay, chat, templates,
+help.
 
 Tables come back as DataFrames (shown as the cell's result, escaped by pandas' HTML repr);
 one-line confirmations are printed. Every command has `--help`.
@@ -272,6 +273,36 @@ def _check(magics, session, args):
 
 
 _register("check", _check_spec, _check, "test that a model answers")
+
+
+# -- replay ---------------------------------------------------------------------------------------
+
+@magic_arguments(name="llm replay")
+@argument("mode", nargs="?", metavar="MODE", help="off, record, replay or auto.")
+def _replay_spec(line):
+    """Record the answers of this notebook's calls beside it, or replay them (no network, no
+    key): off | record | replay | auto (replay what is recorded, call and record the rest).
+    Without MODE: the mode in force and where the recordings are."""
+
+
+def _replay(magics, session, args):
+    from ..config import REPLAY_MODES
+
+    if args.mode is not None:
+        mode = args.mode.strip().lower()
+        if mode not in REPLAY_MODES:
+            raise UsageError(f"unknown replay mode {args.mode!r}: use one of "
+                             f"{', '.join(REPLAY_MODES)}")
+        session.config.replay = mode
+    with user_errors():
+        mode = session.config.replay_mode()
+        recordings = session.recordings
+        count = len(recordings)
+    print(f"Replay: {mode} · recordings: {recordings.path} ({count:,} answers)")
+
+
+_register("replay", _replay_spec, _replay,
+          "record or replay this notebook's answers (off | record | replay | auto)")
 
 
 # -- widgets ----------------------------------------------------------------------------------------

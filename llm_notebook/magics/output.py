@@ -128,7 +128,8 @@ def call_metadata(response, fmt: str) -> dict:
     return {METADATA_KEY: {
         "model": response.model, "id": response.id, "status": response.status,
         "input_tokens": response.input_tokens, "output_tokens": response.output_tokens,
-        "cost": response.cost, "cached": response.cached, "format": fmt,
+        "cost": response.cost, "cached": response.cached, "replayed": response.replayed,
+        "format": fmt,
         "conversation_id": response.conversation_id,
     }}
 

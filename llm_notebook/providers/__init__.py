@@ -94,6 +94,7 @@ class Route:
     base_url: str | None = None
     api_key: str | None = field(default=None, repr=False)
     endpoint: str | None = None         # endpoint name, for cache keys and logs
+    missing_key: str | None = None      # resolved without the key it needs (replay): why
 
 
 @dataclass(slots=True)
@@ -116,7 +117,10 @@ def known_providers() -> set[str]:
 
 
 def resolve(model: str, *, endpoints: dict[str, Endpoint], aliases: dict[str, str],
-            options: dict | None = None) -> Route:
+            options: dict | None = None, require_key: bool = True) -> Route:
+    """The Route of `model`. A provider's key must be present, unless `require_key` is False
+    (replaying: a recorded answer needs no key), when a Route without it says why in
+    `missing_key`, and `check_key` refuses to send it."""
     if not isinstance(model, str):
         raise UnknownModelError(f"a model id is a string such as 'openai/gpt-4o-mini' or "
                                 f"'local/smollm2', not {type(model).__name__}")
@@ -156,11 +160,21 @@ def resolve(model: str, *, endpoints: dict[str, Endpoint], aliases: dict[str, st
                      base_url=base_url, api_key=api_key)
     if not api_key and not keys.has_key(provider):
         env = " or ".join(keys.env_vars_for(provider))
-        raise MissingKeyError(
-            f"no API key for {provider}: set {env} in the environment (or a .env file), or run "
-            f"llm_notebook.session().set_key({provider!r})")
+        missing = (f"no API key for {provider}: set {env} in the environment (or a .env file), "
+                   f"or run llm_notebook.session().set_key({provider!r})")
+        if require_key:
+            raise MissingKeyError(missing)
+        return Route(model=model, kind="litellm", provider=provider, api_model=model,
+                     base_url=base_url, missing_key=missing)
     return Route(model=model, kind="litellm", provider=provider, api_model=model,
                  base_url=base_url, api_key=api_key or keys.get_key(provider))
+
+
+def check_key(route: Route) -> None:
+    """Before anything is sent on a route resolved without its key: the error it would have
+    raised then."""
+    if route.missing_key:
+        raise MissingKeyError(route.missing_key)
 
 
 def _check_per_call_destination(provider: str, names: list[str], base_url, api_key) -> None:
@@ -221,18 +235,53 @@ async def prepare(route: Route) -> None:
     """Load what a route needs before a call's deadline starts, in a thread: litellm's first
     import (3-5 s) or the embedded model's weights. Counted against a deadline it would fail the
     first call, and run on the event loop it would stall every other call in flight."""
-    import asyncio
-
     if route.kind == "litellm":
         from . import litellm_route
 
         if not litellm_route.loaded():
-            await asyncio.get_running_loop().run_in_executor(None, litellm_route.get_litellm)
+            await _load_in_background(litellm_route.get_litellm)
     elif route.kind == "local":
         from . import local
 
         if not local.loaded():
-            await asyncio.get_running_loop().run_in_executor(None, local.get_model)
+            await _load_in_background(local.get_model)
+
+
+def _load_in_background(load) -> "asyncio.Future":
+    """Run `load` on a daemon thread; the future is its result on the running loop.
+
+    A load cannot be stopped half-way, and a call cancelled by Ctrl-C stops waiting for it. A
+    daemon thread is what lets an interrupted script exit then: the interpreter joins the
+    default executor's threads at exit, and an interrupted script waited 4.5-17 s (measured, on a
+    busy 2-CPU machine) for litellm's import to end before it could. Whatever call comes next waits for the same
+    load (litellm_route and local each load under a lock)."""
+    import asyncio
+    import threading
+
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+
+    def settle(result, error) -> None:
+        if done.done():              # the call was cancelled meanwhile
+            return
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(result)
+
+    def work() -> None:
+        result = error = None
+        try:
+            result = load()
+        except BaseException as exc:  # raised again on the loop, in the waiting call
+            error = exc
+        try:
+            loop.call_soon_threadsafe(settle, result, error)
+        except RuntimeError:          # the loop is closed: nobody is waiting any more
+            pass
+
+    threading.Thread(target=work, name="llm-notebook-load", daemon=True).start()
+    return done
 
 
 # Providers whose Batch API litellm wraps with create_file / create_batch / retrieve_batch /

@@ -3,7 +3,9 @@
 Loaded once per kernel, lazily, before the first call's deadline starts (providers.prepare). It
 is CPU-bound, so generations run one at a time on a single worker thread, token by token; the
 tokens hop to the caller's event loop as chunks, like any provider's, so the call pipeline cuts a
-stalled generation and keeps its partial text the same way. (litellm_route registers it as
+stalled generation and keeps its partial text the same way. A generation the caller gives up on
+(Ctrl-C, a cut) stops at once, even half-way through reading a long prompt, so the worker is free
+for the next call and an interrupted script can exit. (litellm_route registers it as
 litellm's `local` custom provider when litellm gets loaded.)
 """
 
@@ -11,7 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import importlib.util
+import itertools
+import logging
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -117,14 +122,24 @@ def _params(options: dict) -> dict:
 def generate(messages: list[dict], options: dict, stop: threading.Event) -> Iterator["str | Finish"]:
     """Run the model (blocking): its text token by token, then a Finish with the token counts.
 
-    Checks `stop` between tokens: once it is set the generation ends without a Finish (the
-    caller gave up on it), and the worker thread is free again."""
+    Checks `stop` between tokens, and llama.cpp checks it while it reads the prompt: once it is
+    set the generation ends without a Finish (the caller gave up on it), and the worker thread
+    is free again."""
     llm = get_model()
+    if stop.is_set():                 # cancelled while it waited for the worker
+        return
     pieces = 0
     finish_reason = None
     tokens = llm.create_chat_completion(messages=messages, stream=True, **_params(options))
     try:
-        for chunk in tokens:
+        try:
+            with _abortable(llm, stop):
+                first = next(tokens, None)   # the prompt is read here: the one long step
+        except RuntimeError:
+            if stop.is_set():                # llama_decode gave up at our request
+                return
+            raise
+        for chunk in itertools.chain([first] if first is not None else [], tokens):
             if stop.is_set():
                 return
             choice = chunk["choices"][0]
@@ -141,11 +156,57 @@ def generate(messages: list[dict], options: dict, stop: threading.Event) -> Iter
                  finish_reason=finish_reason or "stop")
 
 
+# -- stopping a prompt half-read -----------------------------------------------------------------
+#
+# llama.cpp reads a prompt in decodes of up to 512 tokens with no token in between where
+# `generate` could look at its stop flag: 1,700 words took 3.7-10 s a decode on a busy 2-CPU
+# machine, and Ctrl-C waited for it. It asks an abort callback after every step of a decode's
+# graph (~600 times a token for this model). A Python callback takes the GIL each time: no
+# measurable cost alone, but generation ran 2.4x slower beside a busy Python thread, so the callback is set
+# only while the prompt is read; between tokens `generate` checks the flag itself.
+
+_reading: threading.Event | None = None   # the stop flag of the prompt being read
+_abort_callback = None                    # the C function pointer, made once and kept alive
+_LLAMA_LOGGER = "llama-cpp-python"        # whose level decides what llama-cpp-python prints
+
+
+def _stop_requested(_data) -> bool:
+    flag = _reading
+    if flag is None or not flag.is_set():
+        return False
+    # llama.cpp logs the abort it is told to make as an error ("decode: removing memory module
+    # entries ..."), which llama-cpp-python prints on stderr, into the cell's output in a kernel.
+    logging.getLogger(_LLAMA_LOGGER).setLevel(logging.CRITICAL)
+    return True
+
+
+@contextlib.contextmanager
+def _abortable(llm, stop: threading.Event):
+    """llama.cpp aborts the decode in progress (llama_decode returns 2, llama-cpp-python raises
+    RuntimeError) once `stop` is set; it drops what that decode had added to the context."""
+    global _reading, _abort_callback
+    import llama_cpp
+
+    logger = logging.getLogger(_LLAMA_LOGGER)
+    level = logger.level
+    if _abort_callback is None:
+        _abort_callback = llama_cpp.ggml_abort_callback(_stop_requested)
+    _reading = stop
+    llama_cpp.llama_set_abort_callback(llm.ctx, _abort_callback, None)
+    try:
+        yield
+    finally:
+        llama_cpp.llama_set_abort_callback(llm.ctx, llama_cpp.ggml_abort_callback(), None)
+        _reading = None
+        logger.setLevel(level)
+
+
 async def chunks(route: Route | None, messages: list[dict], options: dict, *, stream: bool,
                  timeout: float) -> AsyncIterator["str | Finish"]:
     """One attempt on the model's worker thread, its tokens handed to this event loop as they
     come (also when the caller asked for no stream: partial text is then kept all the same).
-    Closing or cancelling the iterator stops the generation at its next token."""
+    Closing or cancelling the iterator stops the generation at its next token, or within a step
+    of llama.cpp's work while it reads the prompt."""
     loop = asyncio.get_running_loop()
     pieces: asyncio.Queue = asyncio.Queue()
     stop = threading.Event()

@@ -258,6 +258,8 @@ class LLMWidget(anywidget.AnyWidget):
             self._handle_request(content)
         elif kind == "request.cancel":
             self._cancel_request(content.get("id"))
+        elif kind == "focus":
+            self._publisher.hold(content.get("inside") is True)
         else:
             self.on_custom_message(content, buffers)
 

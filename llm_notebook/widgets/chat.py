@@ -37,7 +37,7 @@ __all__ = ["Chat"]
 # Turn fields the front-end gets (the row has more: messages, options, cache key...).
 _TURN_FIELDS = ("id", "parent_id", "prompt", "response", "status", "error", "model",
                 "input_tokens", "output_tokens", "cost", "unpriced", "cached", "duration_ms",
-                "ttft_ms", "ts")
+                "ttft_ms", "ts", "replayed")
 
 
 # The error line of a stream the user stopped (js/src/widgets/chat.ts shows no error for it).
@@ -338,6 +338,7 @@ class Chat(PickerHandlers, LLMWidget):
         turn = {k: row.get(k) for k in _TURN_FIELDS}
         turn["unpriced"] = bool(turn["unpriced"])
         turn["cached"] = bool(turn["cached"])
+        turn["replayed"] = bool(turn["replayed"])
         siblings = self._siblings(row)
         turn["branch"] = {"index": siblings.index(row["id"]), "ids": siblings}
         turn["footer"] = _response_of(row).footer()

@@ -17,14 +17,20 @@ widget state to draw read-only.
 
 An update makes the front-end render the widget again (ipywidgets re-creates the view): the
 front-end moves the old view's DOM into the new one (js/src/shared/mount.ts), so nothing typed
-or scrolled is lost. Updates are still kept to settle points; `refresh(delay=...)` coalesces a
-burst of changes (a usage panel during a batch run) into one.
+or scrolled is lost. But ipywidgets empties the output before the new view takes the DOM over,
+and keys pressed in that moment go nowhere (seen: a letter missing from a prompt typed right
+after a save, on a busy machine). So while the user works in the widget (the front-end reports
+focus, `hold()`), updates wait, and go out SETTLE_SECONDS after the focus leaves, or once the
+user has been idle for HOLD_SECONDS. Updates are also kept to settle points; `refresh(delay=...)`
+coalesces a burst of changes (a usage panel during a batch run) into one. Headless runs
+(nbclient) have no front-end, so nothing ever waits there.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -38,6 +44,9 @@ log = logging.getLogger(__name__)
 # A change made in the widget itself updates the outputs this long after, from a timer thread:
 # never on the thread that answers the front-end's request, which would wait for it.
 SETTLE_SECONDS = 0.25
+# A hold from a front-end lasts this long unless renewed (it renews it every 10 s while the user
+# types or clicks in the widget): a page closed with the focus inside does not hold for ever.
+HOLD_SECONDS = 30.0
 
 _FAILED = Snapshot("", "")
 
@@ -68,10 +77,13 @@ class SnapshotPublisher:
         self._build = build
         self.display_id = uuid.uuid4().hex
         self.shown = False
-        self._last: Snapshot | None = None
+        self._last: Snapshot | None = None          # the latest built (also in the trait)
+        self._published: Snapshot | None = None     # the latest the outputs show
         self._lock = threading.RLock()
         self._timer: threading.Timer | None = None
         self._closed = False
+        self._held_until = 0.0          # monotonic time; updates wait until then
+        self._waiting = False           # an update is due once the hold ends
 
     def current(self) -> Snapshot:
         """Builds the snapshot now and stores it in the trait (the displayed outputs are not
@@ -90,10 +102,12 @@ class SnapshotPublisher:
         """Displays the widget (its own bundle, with the snapshot beside it) with our display_id."""
         from IPython.display import display
 
-        data, metadata = self._bundle(self.current())
+        snapshot = self.current()
+        data, metadata = self._bundle(snapshot)
         display(data, raw=True, metadata=metadata, display_id=self.display_id)
         with self._lock:
             self.shown = True
+            self._published = snapshot
 
     def refresh(self, delay: float = 0.0) -> None:
         """The content settled: rebuild the snapshot and update the outputs if it changed.
@@ -115,12 +129,24 @@ class SnapshotPublisher:
         self._publish()
 
     def flush(self) -> None:
-        """Sends a delayed refresh now, if one is waiting."""
+        """Sends a delayed refresh now, if one is waiting (and no user is at work in it)."""
         with self._lock:
-            waiting = self._timer is not None
+            waiting = self._timer is not None or self._waiting
+            if not waiting or self._held():
+                return
             self._cancel_timer()
-        if waiting:
-            self._publish()
+        self._publish()
+
+    def hold(self, inside: bool) -> None:
+        """The front-end says the user works in the widget (`inside`) or has left it."""
+        with self._lock:
+            if inside:
+                self._held_until = time.monotonic() + HOLD_SECONDS
+                return
+            self._held_until = 0.0
+            if not self._waiting:
+                return
+        self.refresh(SETTLE_SECONDS)
 
     def close(self) -> None:
         with self._lock:
@@ -137,11 +163,26 @@ class SnapshotPublisher:
         except Exception:  # a timer thread has nobody to report to but the log
             log.warning("llm-notebook: updating a widget's snapshot failed", exc_info=True)
 
+    def _held(self) -> bool:
+        return time.monotonic() < self._held_until
+
     def _publish(self) -> None:
         with self._lock:
-            before = self._last
+            if self._held():
+                # The trait may follow now (it re-renders nothing); the outputs wait. Try again
+                # when the hold would run out; leaving the widget comes sooner.
+                self.current()
+                self._waiting = True
+                self._cancel_timer()
+                timer = threading.Timer(self._held_until - time.monotonic() + 0.05, self._timed)
+                timer.daemon = True
+                self._timer = timer
+                timer.start()
+                return
+            self._waiting = False
             snapshot = self.current()
-            if snapshot == before or snapshot is _FAILED or not self.shown or self._closed:
+            if (snapshot == self._published or snapshot is _FAILED or not self.shown
+                    or self._closed):
                 return
             shell = _publishing_shell()
             if shell is None:
@@ -151,6 +192,7 @@ class SnapshotPublisher:
             data, metadata = self._bundle(snapshot)
             try:
                 update_display(data, raw=True, metadata=metadata, display_id=self.display_id)
+                self._published = snapshot
             except Exception:  # the outputs keep the previous snapshot; the widget works on
                 log.warning("llm-notebook: could not update a widget's output", exc_info=True)
 

@@ -132,13 +132,17 @@ def money(cost: float | None) -> str:
 
 
 def call_footer(model: Any, input_tokens: Any, output_tokens: Any, cost: Any, *,
-                unpriced: bool = False, cached: bool = False, status: str = "ok") -> str:
-    """model · tokens · cached · cost · status, without timings (they differ on every run)."""
+                unpriced: bool = False, cached: bool = False, status: str = "ok",
+                replayed: bool = False) -> str:
+    """model · tokens · cached (or replayed) · cost · status, without timings (they differ on
+    every run)."""
     parts = [str(model or "")]
     if input_tokens is not None or output_tokens is not None:
         parts.append(f"{input_tokens or 0}+{output_tokens or 0} tokens")
     if cached:
         parts.append("cached")
+    elif replayed:
+        parts.append("replayed")
     if cost is not None:
         parts.append(money(cost))
     elif unpriced:
@@ -173,7 +177,8 @@ def chat_snapshot(name: str | None, system: str | None, turns: Sequence[dict]) -
     for turn in turns:
         footer = call_footer(turn.get("model"), turn.get("input_tokens"), turn.get("output_tokens"),
                              turn.get("cost"), unpriced=bool(turn.get("unpriced")),
-                             cached=bool(turn.get("cached")), status=turn.get("status") or "ok")
+                             cached=bool(turn.get("cached")), status=turn.get("status") or "ok",
+                             replayed=bool(turn.get("replayed")))
         branch = turn.get("branch") or {}
         if len(branch.get("ids") or ()) > 1:
             footer += f" · branch {branch['index'] + 1}/{len(branch['ids'])}"

@@ -60,29 +60,71 @@ def cells(loopback_url: str) -> list[str]:
     ]
 
 
-def execute(path: Path, loopback_url: str, *, store_widget_state: bool, monkeypatch) -> Path:
+def execute(path: Path, loopback_url: str, *, store_widget_state: bool, monkeypatch,
+            replay: str = "off", log_dir: Path | None = None) -> Path:
     """Writes the notebook to `path` and runs it with nbclient in a kernel that imports this
     checkout; returns `path` (now with outputs)."""
-    from nbclient import NotebookClient
+    write(path, loopback_url)
+    return run(path, store_widget_state=store_widget_state, monkeypatch=monkeypatch,
+               replay=replay, log_dir=log_dir)
 
-    work = path.parent
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(helpers.REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
-    monkeypatch.setenv("LLM_NOTEBOOK_LOG", str(work / "llm-log.db"))
-    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    monkeypatch.setenv("IPYTHONDIR", str(work / "ipython"))
-    for var in list(os.environ):
-        if var.endswith("_API_KEY"):
-            monkeypatch.delenv(var)
+
+def write(path: Path, loopback_url: str) -> Path:
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)",
                                  "language": "python"}
     nb.cells = [nbformat.v4.new_code_cell(source) for source in cells(loopback_url)]
+    nbformat.write(nb, str(path))
+    return path
+
+
+def run(path: Path, *, store_widget_state: bool, monkeypatch, replay: str = "off",
+        log_dir: Path | None = None) -> Path:
+    """Runs the notebook at `path` in place with nbclient, as a headless runner does: in a
+    kernel started in the notebook's folder, which is told nothing about the notebook, with
+    LLM_NOTEBOOK_REPLAY=`replay`, no provider key, and its log (and IPython's folder) in
+    `log_dir` (default: the notebook's folder)."""
+    from nbclient import NotebookClient
+
+    work = path.parent
+    log_dir = log_dir or work
+    log_dir.mkdir(parents=True, exist_ok=True)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(helpers.REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("LLM_NOTEBOOK_LOG", str(log_dir / "llm-log.db"))
+    monkeypatch.setenv("LLM_NOTEBOOK_REPLAY", replay)
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    monkeypatch.setenv("IPYTHONDIR", str(log_dir / "ipython"))
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    for var in list(os.environ):
+        if var.endswith("_API_KEY"):
+            monkeypatch.delenv(var)
+    nb = nbformat.read(str(path), as_version=4)
     client = NotebookClient(nb, timeout=180, kernel_name="python3",
                             store_widget_state=store_widget_state,
                             resources={"metadata": {"path": str(work)}})
     client.execute()
     nbformat.write(nb, str(path))
     return path
+
+
+def record_and_replay(work: Path, monkeypatch) -> tuple[Path, Path, dict]:
+    """The notebook recorded against a loopback server of its own in `work/author/`, that folder
+    copied to `work/colleague/`, the server stopped, and the copy run again in replay mode with
+    a fresh log. Returns both notebooks and what the server saw."""
+    import shutil
+
+    from llm_notebook.testing import LoopbackServer
+
+    author, colleague = work / "author", work / "colleague"
+    author.mkdir()
+    with LoopbackServer() as server:
+        recorded = execute(author / "travelling.ipynb", server.url, store_widget_state=False,
+                           monkeypatch=monkeypatch, replay="record", log_dir=work / "author-log")
+        seen = server.stats()
+    shutil.copytree(author, colleague)
+    replayed = run(colleague / "travelling.ipynb", store_widget_state=False,
+                   monkeypatch=monkeypatch, replay="replay", log_dir=work / "colleague-log")
+    return recorded, replayed, seen
 
 
 def nbconvert_html(path: Path) -> Path:

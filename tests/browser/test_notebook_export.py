@@ -1,7 +1,7 @@
-"""A notebook executed headless (nbclient) and exported with `jupyter nbconvert --to html` shows
-what every widget showed, in Chromium with JavaScript off and no network: the chat's messages,
-the grid's answers, the batch run's numbers, the usage totals. And nothing hostile in them
-loads or runs."""
+"""A notebook executed headless (nbclient), or replayed from its recordings, and exported with
+`jupyter nbconvert --to html` shows what every widget showed, in Chromium with JavaScript off and
+no network: the chat's messages, the grid's answers, the batch run's numbers, the usage totals.
+And nothing hostile in them loads or runs."""
 
 from __future__ import annotations
 
@@ -16,12 +16,17 @@ pytestmark = pytest.mark.browser
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
-@pytest.fixture
-def exported(tmp_path, loopback, monkeypatch):
+@pytest.fixture(params=["executed", "replayed"])
+def exported(request, tmp_path, loopback, monkeypatch):
     # Without saved widget state, as notebooks meant to be read are saved: with it, nbconvert
     # emits the widget-views (a script tag each) instead of the static HTML beside them.
-    path = showcase.execute(tmp_path / "travelling.ipynb", loopback.url, store_widget_state=False,
-                            monkeypatch=monkeypatch)
+    # "replayed": recorded against a server of its own, then run again from its recordings in a
+    # copy of its folder, with that server stopped and a fresh log (showcase.record_and_replay).
+    if request.param == "executed":
+        path = showcase.execute(tmp_path / "travelling.ipynb", loopback.url,
+                                store_widget_state=False, monkeypatch=monkeypatch)
+    else:
+        _, path, _ = showcase.record_and_replay(tmp_path, monkeypatch)
     return path, showcase.nbconvert_html(path)
 
 

@@ -1,16 +1,21 @@
-"""Small helpers shared by the reliability suites: reading the loopback's own records, and a
-real Jupyter kernel driven through jupyter_client."""
+"""Small helpers shared by the reliability suites: what the loopback and the log observed (the
+figures a suite records are counted from these), calls whose outcome is recorded before it is
+judged, and a real Jupyter kernel driven through jupyter_client."""
 
 from __future__ import annotations
 
 import collections
 import os
 import queue
+import sqlite3
 import time
 import traceback
 import uuid
+from dataclasses import dataclass
+from typing import Any
 
 import llm_notebook
+from llm_notebook.errors import LLMError
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(llm_notebook.__file__)))
 
@@ -39,6 +44,11 @@ def by_prompt(records) -> dict[str, list[dict]]:
     return out
 
 
+def final_status(records) -> dict[str, int | None]:
+    """Each prompt's answer as the server gave it: the status of its last recorded request."""
+    return {prompt: tries[-1].get("status") for prompt, tries in by_prompt(records).items()}
+
+
 def early_retries(records) -> list[tuple]:
     """(prompt, waited, asked) for every retry that came sooner than the 429's Retry-After."""
     early = []
@@ -51,6 +61,58 @@ def early_retries(records) -> list[tuple]:
     return early
 
 
+# -- the log's records -------------------------------------------------------------------------
+
+def log_rows(source, where: str = "1", params=()) -> list[dict]:
+    """Rows of the log's `calls` table: `source` is a Session's Log, or the path of a log file
+    another process (a kernel, a writer) wrote."""
+    return read_log(source, f"SELECT * FROM calls WHERE {where} ORDER BY id", params)
+
+
+def job_rows(source, job_id: str) -> dict[int, dict]:
+    """A batch job's rows as the log holds them (status, cached, attempts...) by input position,
+    each with the prompt and response of the call that answered it."""
+    rows = read_log(source, "SELECT job_rows.*, calls.prompt, calls.response FROM job_rows "
+                            "LEFT JOIN calls ON calls.id = job_rows.call_id WHERE job_rows.job_id = ?",
+                    (job_id,))
+    return {r["row"]: r for r in rows}
+
+
+def read_log(source, sql: str, params=()) -> list[dict]:
+    if isinstance(source, (str, os.PathLike)):
+        db = sqlite3.connect(os.fspath(source))
+        db.row_factory = sqlite3.Row
+        try:
+            return [dict(r) for r in db.execute(sql, params)]
+        finally:
+            db.close()
+    return [dict(r) for r in source.read(sql, params)]
+
+
+# -- calls whose outcome is recorded before it is judged ---------------------------------------
+
+@dataclass
+class Attempt:
+    value: Any
+    error: BaseException | None
+    seconds: float
+
+    @property
+    def kind(self) -> str | None:
+        return getattr(self.error, "kind", None)
+
+
+def attempt(fn, *args, **kwargs) -> Attempt:
+    """Run `fn`, keeping its value or its LLMError and how long it took, for the test to count
+    and then assert on (any other exception is a defect and goes on up)."""
+    started = time.monotonic()
+    try:
+        value = fn(*args, **kwargs)
+    except LLMError as exc:
+        return Attempt(None, exc, time.monotonic() - started)
+    return Attempt(value, None, time.monotonic() - started)
+
+
 def wait_until(predicate, timeout: float, interval: float = 0.05, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -59,6 +121,19 @@ def wait_until(predicate, timeout: float, interval: float = 0.05, what: str = "c
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+# -- the browser's monitors -------------------------------------------------------------------
+
+def record_page_safety(record, page, request_monitor) -> tuple[list, list, list]:
+    """Counts what the browser harness's monitors saw (a script that ran: `window.__pwned` in a
+    frame or a dialog; a request off 127.0.0.1), before the test asserts on them."""
+    pwned = page.console_monitor.pwned_frames()
+    dialogs = list(page.console_monitor.dialogs)
+    external = list(request_monitor.external)
+    record.check("no script ran (window.__pwned in a frame, a dialog)", not pwned and not dialogs)
+    record.check("no request left 127.0.0.1", not external)
+    return pwned, dialogs, external
 
 
 # -- a real kernel -----------------------------------------------------------------------------

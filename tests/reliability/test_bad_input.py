@@ -10,7 +10,6 @@ extension's endpoints are in server/test_bad_input_server.py.
 from __future__ import annotations
 
 import math
-import sqlite3
 import time
 
 import numpy as np
@@ -20,7 +19,7 @@ from traitlets import TraitError
 
 from llm_notebook.errors import LLMError
 
-from .helpers import Kernel
+from .helpers import Kernel, read_log
 
 SUITE = "12 bad input"
 MODEL = "loop/loopback-model"
@@ -32,43 +31,52 @@ RAW_WORDING = ("not supported between instances", "object has no attribute", "Er
 
 
 class Trials:
-    def __init__(self):
+    """Each input is counted on the test's `record` as it is judged: kept when it got a clear
+    error (or worked, for inputs that should); what went wrong is kept for the assertion."""
+
+    def __init__(self, record):
+        self.record = record
         self.tried = 0
         self.problems: list[str] = []
 
+    def judge(self, label: str, problem: str | None) -> None:
+        self.tried += 1
+        self.record.check(label, problem is None)
+        if problem is not None:
+            self.problems.append(problem)
+
     def error(self, label: str, fn, *types) -> BaseException | None:
         """`fn()` must raise a clear error (one of `types`, default CLEAR_TYPES)."""
-        self.tried += 1
         try:
             result = fn()
         except BaseException as exc:  # noqa: BLE001 - judged below
             message = str(exc)
             if not isinstance(exc, types or CLEAR_TYPES):
-                self.problems.append(f"{label}: {type(exc).__name__}: {message[:150]}")
+                self.judge(label, f"{label}: {type(exc).__name__}: {message[:150]}")
             elif not message.strip() or "\n" in message.strip() or len(message) > 700 \
                     or any(w in message for w in RAW_WORDING):
-                self.problems.append(f"{label}: unclear {type(exc).__name__}: {message[:150]!r}")
+                self.judge(label, f"{label}: unclear {type(exc).__name__}: {message[:150]!r}")
+            else:
+                self.judge(label, None)
             return exc
-        self.problems.append(f"{label}: accepted, returned {result!r:.120}")
+        self.judge(label, f"{label}: accepted, returned {result!r:.120}")
         return None
 
-    def works(self, label: str, fn):
-        self.tried += 1
+    def works(self, label: str, fn, check=None):
+        """`fn()` must work, and its result pass `check` (which returns a problem or None)."""
         try:
-            return fn()
+            result = fn()
         except BaseException as exc:  # noqa: BLE001
-            self.problems.append(f"{label}: raised {type(exc).__name__}: {str(exc)[:150]}")
+            self.judge(label, f"{label}: raised {type(exc).__name__}: {str(exc)[:150]}")
             return None
-
-    @property
-    def kept(self) -> int:
-        return self.tried - len(self.problems)
+        self.judge(label, check(result) if check else None)
+        return result
 
 
 def test_batch_inputs_fail_clearly_or_per_row(loop_session, loopback, record):
     s = loop_session
     s.config.max_retries = 0
-    t = Trials()
+    t = Trials(record)
     df = pd.DataFrame({"t": ["a", "b"]})
 
     def run(**kw):
@@ -104,24 +112,26 @@ def test_batch_inputs_fail_clearly_or_per_row(loop_session, loopback, record):
     # Bad cells fail their own row only; the others run.
     cells = ["fine", None, math.nan, pd.NA, "", "   \n\t", b"\xff\xfe bytes", "\ud800 lone",
              "x" * 1_000_000, np.float64("nan"), {"k": [1, 2]}, 12, math.inf, "\x00\x01 nul"]
-    out = t.works("bad cells", lambda: pd.DataFrame({"t": cells}).llm.map(
-        "Say {t}", model=MODEL, progress=False))
-    if out is not None:
+    bad_rows = {1, 2, 3, 4, 5, 7, 8, 9}            # missing, empty, lone surrogate, huge
+
+    def fail_their_own_rows(out) -> str | None:
         info = out.attrs["llm"]
         errors = s.job(info["job_id"]).errors()
-        bad_rows = {1, 2, 3, 4, 5, 7, 8, 9}            # missing, empty, lone surrogate, huge
         if set(errors.index) != bad_rows:
-            t.problems.append(f"bad cells: errors on rows {sorted(errors.index)}, "
-                              f"expected {sorted(bad_rows)}")
+            return f"bad cells: errors on rows {sorted(errors.index)}, expected {sorted(bad_rows)}"
         if not all(isinstance(m, str) and m.startswith(f"row {i}:") and "\n" not in m
                    for i, m in errors["error"].items()):
-            t.problems.append(f"bad cells: unclear row errors {list(errors['error'])[:3]}")
+            return f"bad cells: unclear row errors {list(errors['error'])[:3]}"
         if info["ok"] != len(cells) - len(bad_rows):
-            t.problems.append(f"bad cells: {info['ok']} ok")
-    result = t.works("bad prompts in a list", lambda: s.batch(
-        [None, 1, b"\xff", math.nan, "", "\ud800", {"a": 1}, "ok"], model=MODEL, progress=False))
-    if result is not None and [i for i, v in enumerate(result) if v is None] != [0, 3, 4, 5]:
-        t.problems.append(f"bad prompts in a list: {list(result)}")
+            return f"bad cells: {info['ok']} ok"
+        return None
+
+    t.works("bad cells", lambda: pd.DataFrame({"t": cells}).llm.map(
+        "Say {t}", model=MODEL, progress=False), fail_their_own_rows)
+    t.works("bad prompts in a list", lambda: s.batch(
+        [None, 1, b"\xff", math.nan, "", "\ud800", {"a": 1}, "ok"], model=MODEL, progress=False),
+        lambda result: None if [i for i, v in enumerate(result) if v is None] == [0, 3, 4, 5]
+        else f"bad prompts in a list: {list(result)}")
     t.works("empty DataFrame", lambda: pd.DataFrame({"t": []}).llm.map("Say {t}", model=MODEL,
                                                                      progress=False))
 
@@ -138,15 +148,16 @@ def test_batch_inputs_fail_clearly_or_per_row(loop_session, loopback, record):
     # Nothing logged is lost: every request the provider saw has its row.
     sent = loopback.stats()["requests"]
     logged = s.log.read("SELECT count(*) FROM calls WHERE cached = 0")[0][0]
+    record.count(tried=sent, kept=min(sent, logged), what="requests the provider saw, logged")
+    record.note(f"map/batch/ask: {t.tried} malformed inputs, {len(t.problems)} unclear or "
+                f"accepted; {sent} requests sent, {logged} rows logged")
     assert logged == sent, f"{sent} requests sent, {logged} rows logged"
     assert t.problems == [], "\n".join(t.problems)
-    record(tried=t.tried, kept=t.kept,
-           note=f"map/batch/ask: {t.tried} malformed inputs, {sent} requests = {logged} rows")
 
 
 def test_templates_and_config_traits(loop_session, loopback, tmp_path, record):
     s = loop_session
-    t = Trials()
+    t = Trials(record)
     lib = s.templates
     for label, fn in (
             ("template name ''", lambda: lib.save("", "x")),
@@ -196,8 +207,9 @@ def test_templates_and_config_traits(loop_session, loopback, tmp_path, record):
     config.log_path = str(tmp_path / "log-after.db")
     t.works("a good log_path works again", lambda: s.ask("hi", model=MODEL))
 
+    record.note(f"templates + config traits: {t.tried} bad values, {len(t.problems)} unclear or "
+                "accepted")
     assert t.problems == [], "\n".join(t.problems)
-    record(tried=t.tried, kept=t.kept, note=f"templates + config traits: {t.tried} bad values")
 
 
 # -- magics in a real kernel -------------------------------------------------------------------
@@ -260,9 +272,8 @@ def test_magics_answer_bad_input_with_one_line(magic_kernel, loopback, record):
                   f"llm_notebook.session().add_endpoint('loop', {loopback.url!r})\n"
                   "llm_notebook.session().config.max_retries = 0")
     assert setup.status == "ok", setup
-    problems, tried = [], 0
+    problems = []
     for label, cell in MAGIC_ERRORS + CONFIG_ERRORS:
-        tried += 1
         outcome = k.run(cell, timeout=120)
         said = "".join(outcome.stderr).strip()
         if cell.startswith("%config"):
@@ -273,27 +284,29 @@ def test_magics_answer_bad_input_with_one_line(magic_kernel, loopback, record):
             # A UsageError: the cell fails and IPython prints one line, no traceback.
             clear = outcome.status == "error" and outcome.error is None \
                 and said.startswith("UsageError: ")
-        if not clear or "\n" in said or any(w in said for w in RAW_WORDING):
+        if not record.check(label, clear and "\n" not in said
+                            and not any(w in said for w in RAW_WORDING)):
             problems.append(f"{label}: status {outcome.status}, error {outcome.error and outcome.error[:2]}, "
                             f"said {said[:200]!r}")
     for label, cell in MAGIC_WORKS:
-        tried += 1
         outcome = k.run(cell, timeout=120)
-        if outcome.status != "ok":
+        if not record.check(label, outcome.status == "ok"):
             problems.append(f"{label}: {outcome}")
     alive = k.run("print(sum(range(5)))")
-    assert k.alive() and alive.text.strip() == "10", alive
+    record.check("the kernel still answers", k.alive() and alive.text.strip() == "10")
 
     # Every request the provider saw has its row in the kernel's log.
-    db = sqlite3.connect(k.path)
-    try:
-        logged = db.execute("SELECT count(*) FROM calls WHERE cached = 0").fetchone()[0]
-    finally:
-        db.close()
-    assert logged == loopback.stats()["requests"] > 0
+    logged = read_log(k.path, "SELECT count(*) AS n FROM calls WHERE cached = 0")[0]["n"]
+    sent = loopback.stats()["requests"]
+    record.count(tried=sent, kept=min(sent, logged), what="requests the provider saw, logged")
+    tried = len(MAGIC_ERRORS + CONFIG_ERRORS + MAGIC_WORKS)
+    record.note(f"{tried} magic/%config inputs in a real kernel: {tried - len(problems)} answered "
+                f"in one line or worked; {sent} requests sent, {logged} rows logged; kernel "
+                f"{'alive' if k.alive() else 'dead'}")
+
+    assert k.alive() and alive.text.strip() == "10", alive
+    assert logged == sent > 0
     assert problems == [], "\n".join(problems)
-    record(tried=tried, kept=tried - len(problems),
-           note=f"{tried} magic/%config inputs in a real kernel: one-line errors, kernel alive")
 
 
 # -- widgets: malformed requests from the front-end ---------------------------------------------
@@ -361,18 +374,20 @@ def test_widgets_answer_every_malformed_request(loop_session, loopback, record):
     by_id: dict[str, list] = {}
     for m in responses:
         by_id.setdefault(m["id"], []).append(m)
-    problems = [f"{label}: {len(by_id.get(rid, []))} answers"
-                for rid, label in expected.items() if len(by_id.get(rid, [])) != 1]
-    for rid, answers in by_id.items():
-        for m in answers:
-            if not m["ok"] and (not m["error"].strip() or "\n" in m["error"]
-                                or len(m["error"]) > 500):
-                problems.append(f"{expected.get(rid, rid)}: unclear error {m['error'][:120]!r}")
+    problems = []
+    for rid, label in expected.items():
+        answers = by_id.get(rid, [])
+        unclear = [m["error"][:120] for m in answers if not m["ok"] and (
+            not m["error"].strip() or "\n" in m["error"] or len(m["error"]) > 500)]
+        if not record.check(label, len(answers) == 1 and not unclear):
+            problems.append(f"{label}: {len(answers)} answers" if len(answers) != 1
+                            else f"{label}: unclear error {unclear[0]!r}")
     # Still alive: a good request to each widget is answered.
     chat_reply = widgets["Chat"].ask("still there?")
-    assert chat_reply.status == "ok"
+    record.check("the Chat widget answers a good request afterwards", chat_reply.status == "ok")
+    record.note(f"widgets: {len(expected)} malformed front-end requests to {len(widgets)} widgets, "
+                f"{len(expected) - len(problems)} answered once, clearly")
     for widget in widgets.values():
         widget.close()
+    assert chat_reply.status == "ok"
     assert problems == [], "\n".join(problems[:30])
-    record(tried=requests, kept=requests - len(problems),
-           note=f"widgets: {requests} malformed front-end requests to 5 widgets, one answer each")

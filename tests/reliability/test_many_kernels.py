@@ -116,6 +116,41 @@ def test_four_writers_one_killed_mid_write(loopback, tmp_path, record):
             if w.proc.poll() is None:
                 w.proc.kill()
 
+    db = sqlite3.connect(path)
+    try:
+        integrity = db.execute("PRAGMA integrity_check").fetchall()
+        pairs = db.execute("SELECT prompt, count(*) FROM calls WHERE prompt LIKE 'w% s%' "
+                           "GROUP BY prompt").fetchall()
+    finally:
+        db.close()
+    duplicates = [p for p, n in pairs if n > 1]
+    logged: dict[int, set[int]] = {n: set() for n, _, _ in PLAN}
+    for prompt, _ in pairs:
+        m = re.fullmatch(r"w(\d) s(\d+)", prompt)
+        logged[int(m.group(1))].add(int(m.group(2)))
+    acked = victim.acked()
+    unacked = logged[0] - acked
+    if set(killed_during) <= acked:
+        fate = "landed after its commit"
+    elif unacked == set(killed_during):
+        fate = "committed whole, unacknowledged"
+    elif not unacked:
+        fate = "rolled back whole"
+    else:
+        fate = f"cut: {len(unacked)} of its {len(killed_during)} rows stored"
+    locked = sum(w.stderr.count("locked") for w in writers) + sum("locked" in e for e in read_errors)
+
+    # Tried: every acknowledged row (a promise that it is stored); kept: those found, once.
+    twice = {(int(p[1]), int(p.split(" s")[1])) for p in duplicates}
+    record.count(tried=sum(len(w.acked()) for w in writers),
+                 kept=sum(len({s for s in w.acked() & logged[w.number]
+                               if (w.number, s) not in twice}) for w in writers),
+                 what="acknowledged rows found once in the log")
+    record.note(f"{len(writers)} writers, one SIGKILLed inside a {len(killed_during)}-row "
+                f"transaction ({fate}); {len(reads)} reads alongside, {len(read_errors)} failed; "
+                f"{locked} 'database is locked', {len(duplicates)} rows written twice, "
+                f"integrity_check {integrity[0][0] if len(integrity) == 1 else integrity}")
+
     assert codes[0] == -signal.SIGKILL
     assert still_running == 3, "a writer had finished before the kill: they did not overlap"
     for w, code in zip(writers[1:], codes[1:]):
@@ -123,36 +158,9 @@ def test_four_writers_one_killed_mid_write(loopback, tmp_path, record):
     for w in writers:
         assert "locked" not in w.stderr and "Traceback" not in w.stderr, (w.kind, w.stderr[-2000:])
     assert read_errors == [] and len(reads) > 0
-
-    db = sqlite3.connect(path)
-    try:
-        assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
-        pairs = db.execute("SELECT prompt, count(*) FROM calls WHERE prompt LIKE 'w% s%' "
-                           "GROUP BY prompt").fetchall()
-    finally:
-        db.close()
-    duplicates = [p for p, n in pairs if n > 1]
+    assert integrity == [("ok",)]
     assert duplicates == [], f"{len(duplicates)} (writer, sequence) rows written twice"
-    logged: dict[int, set[int]] = {n: set() for n, _, _ in PLAN}
-    for prompt, _ in pairs:
-        m = re.fullmatch(r"w(\d) s(\d+)", prompt)
-        logged[int(m.group(1))].add(int(m.group(2)))
-
     for w in writers[1:]:
         assert logged[w.number] == w.acked() == set(range(w.count)), w.kind
-    acked = victim.acked()
-    unacked = logged[0] - acked
     assert acked <= logged[0], "an acknowledged write of the killed writer is missing"
     assert unacked in (set(), set(killed_during)), "the killed transaction was cut in half"
-    if set(killed_during) <= acked:
-        fate = "landed after its commit"
-    else:
-        fate = "committed whole, unacknowledged" if unacked else "rolled back whole"
-
-    # Tried: every acknowledged row (a promise that it is stored); kept: those found.
-    total_acked = sum(len(w.acked()) for w in writers)
-    found = sum(len(w.acked() & logged[w.number]) for w in writers)
-    record(tried=total_acked, kept=found,
-           note=f"4 writers, one SIGKILLed inside a {len(killed_during)}-row transaction "
-                f"({fate}); {len(reads)} reads "
-                "alongside, 0 'database is locked', integrity ok")

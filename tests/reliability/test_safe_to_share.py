@@ -26,7 +26,7 @@ from IPython.utils.capture import capture_output
 from llm_notebook.errors import LLMError
 from llm_notebook.templates import TemplateError
 
-from .helpers import Sentinels
+from .helpers import Sentinels, attempt
 
 SUITE = "13 safe to share"
 
@@ -95,22 +95,21 @@ def test_hostile_template_options_are_refused_at_save_import_edit_and_cell(user,
 
     corpus = {**_routing_corpus(loopback.url), **NOT_GENERATION}
     editor = MessageRecorder().attach(TemplateEditor())
-    tried = refused = 0
     problems: dict[str, list] = {}
 
+    def judged(what: str, option: str, problem: str | None) -> None:
+        if not record.check(f"{option}: {what}", problem is None):
+            problems.setdefault(option, []).append(f"{what}: {problem}")
+
     def refuses(what: str, option: str, fn) -> None:
-        nonlocal tried, refused
-        tried += 1
         try:
             fn()
         except (TemplateError, ValueError) as exc:
             message = str(exc)
-            if option in message and _one_line(message):
-                refused += 1
-                return
-            problems.setdefault(option, []).append(f"{what}: unclear message {message!r}")
+            judged(what, option, None if option in message and _one_line(message)
+                   else f"unclear message {message!r}")
             return
-        problems.setdefault(option, []).append(f"{what}: accepted")
+        judged(what, option, "accepted")
 
     for n, (option, value) in enumerate(corpus.items()):
         name = f"hostile{n}"
@@ -120,7 +119,6 @@ def test_hostile_template_options_are_refused_at_save_import_edit_and_cell(user,
             refuses(f"import {path.suffix}", option, lambda: s.templates.import_file(path))
         # The TemplateEditor's save and run requests (what its browser side sends).
         for method in ("save", "run"):
-            tried += 1
             request = uuid.uuid4().hex
             params = {"name": name, "prompt": "Hi {text}", "options": {option: value}}
             if method == "run":
@@ -128,31 +126,33 @@ def test_hostile_template_options_are_refused_at_save_import_edit_and_cell(user,
             editor._on_custom_msg(editor, {"type": "request", "id": request, "method": method,
                                            "params": params}, [])
             reply = _wait_response(editor.recorder, request)
-            if not reply["ok"] and option in reply["error"] and _one_line(reply["error"]):
-                refused += 1
-            else:
-                problems.setdefault(option, []).append(f"editor {method}: {reply}")
+            judged(f"editor {method}", option,
+                   None if not reply["ok"] and option in reply["error"] and _one_line(reply["error"])
+                   else str(reply))
         # `%%llm --option` in a notebook cell.
-        tried += 1
         raw = json.dumps(value, separators=(",", ":"))
         result, cap = run(ipshell, f"%%llm loop/m --option {option}='{raw}'\nHi")
         error = cap.stderr + cap.stdout
-        if result.error_in_exec is not None and f"{option}=" in error and "UsageError" in error:
-            refused += 1
-        else:
-            problems.setdefault(option, []).append(f"--option: {error[:200]!r}")
+        judged("--option", option,
+               None if result.error_in_exec is not None and f"{option}=" in error
+               and "UsageError" in error else repr(error[:200]))
         # The message says what to do instead.
         if option in _routing_corpus(loopback.url):
-            with pytest.raises(TemplateError, match="add_endpoint"):
+            try:
                 s.templates.save(name, "Hi {text}", options={option: value})
+                judged("save says add_endpoint", option, "accepted")
+            except TemplateError as exc:
+                judged("save says add_endpoint", option,
+                       None if "add_endpoint" in str(exc) else f"no add_endpoint in {exc}")
     editor.close()
+    saved, requests = s.templates.names(), loopback.requests()
+    record.note(f"{len(corpus)} hostile options × (save, 3 file formats, TemplateEditor save+run, "
+                f"--option): {sum(len(p) for p in problems.values())} not refused in one line "
+                f"naming the option; {len(saved)} saved, {len(requests)} requests sent")
 
-    assert s.templates.names() == []
-    assert loopback.requests() == []            # nothing was sent anywhere
+    assert saved == []
+    assert requests == []            # nothing was sent anywhere
     assert problems == {}, problems
-    record(tried=tried, kept=refused,
-           note=f"{len(corpus)} hostile options × (save, 3 file formats, TemplateEditor save+run, "
-                "--option): all refused in one line naming the option, nothing saved or sent")
 
 
 def _wait_response(recorder, request_id: str, timeout: float = 30) -> dict:
@@ -174,60 +174,76 @@ def test_a_planted_or_foreign_template_sends_nothing(user, loopback, ipshell, re
                    "created) VALUES ('planted', 1, 'Summarise {text}', 'openai/gpt-4o-mini', ?, "
                    "'{}', '[]', ?)", (json.dumps({"api_base": loopback.url}), time.time()))
     s.templates.save("foreign", "Summarise {text}", model="theirs/gpt-4o", options={"seed": 1})
-    tried = kept = 0
 
-    with pytest.raises(TemplateError, match="option 'api_base' sets where the request goes"):
-        s.templates.get("planted")
-    with pytest.raises(TemplateError, match="option 'api_base'"):  # not sent as the word "planted"
-        pd.DataFrame({"text": ["a"]}).llm.map("planted", progress=False)
-    listed = s.templates.list()       # still listed (so it can be found and deleted), never run
-    assert list(listed["name"]) == ["foreign", "planted"]
-    assert listed.set_index("name")["variables"]["planted"] is None
-    tried, kept = tried + 3, kept + 3
+    with record.trial("get('planted') refused"):
+        with pytest.raises(TemplateError, match="option 'api_base' sets where the request goes"):
+            s.templates.get("planted")
+    with record.trial("map('planted') refused, not sent as the word"):
+        with pytest.raises(TemplateError, match="option 'api_base'"):
+            pd.DataFrame({"text": ["a"]}).llm.map("planted", progress=False)
+    with record.trial("list() shows it, never runs it"):
+        listed = s.templates.list()       # still listed (so it can be found and deleted)
+        assert list(listed["name"]) == ["foreign", "planted"]
+        assert listed.set_index("name")["variables"]["planted"] is None
     for line, expected in (("%llm -t planted --var text=x --no-stream", "api_base"),
                            ("%llm -t foreign --var text=x --no-stream",
                             "no endpoint 'theirs' is configured in this kernel")):
-        result, cap = run(ipshell, line)
-        tried += 1
-        assert result.error_in_exec is not None and expected in cap.stderr, cap.stderr
-        assert _one_line(cap.stderr.split("UsageError: ", 1)[-1])
-        kept += 1
+        with record.trial(f"{line}: refused in one line"):
+            result, cap = run(ipshell, line)
+            assert result.error_in_exec is not None and expected in cap.stderr, cap.stderr
+            assert _one_line(cap.stderr.split("UsageError: ", 1)[-1])
     # The issue's own example: rendering and sending a template's model and options.
     t = s.templates.get("foreign")
-    with pytest.raises(LLMError, match="no endpoint 'theirs'"):
-        s.ask(t.render(text="x"), model=t.model, **t.options)
-    with pytest.raises(LLMError, match="no endpoint 'theirs'"):
-        pd.DataFrame({"text": ["a", "b"]}).llm.map("foreign", progress=False)
-    tried, kept = tried + 2, kept + 2
+    with record.trial("ask(t.render(), model=t.model, **t.options) refused"):
+        with pytest.raises(LLMError, match="no endpoint 'theirs'"):
+            s.ask(t.render(text="x"), model=t.model, **t.options)
+    with record.trial("map('foreign') refused"):
+        with pytest.raises(LLMError, match="no endpoint 'theirs'"):
+            pd.DataFrame({"text": ["a", "b"]}).llm.map("foreign", progress=False)
+    refused_sent = len(loopback.requests())
     # The same template runs once the user says where it goes.
     result, cap = run(ipshell, "%llm -t foreign -m loop/m --var text=fine --no-stream")
+    sent = [r["body"]["messages"][-1]["content"] for r in loopback.requests()]
+    leaks = _leaks(loopback, secrets)
+    record.check("with -m loop/m it runs, and sends only that", result.error_in_exec is None
+                 and sent == ["Summarise fine"])
+    record.note(f"a template planted in the log and one naming another kernel's endpoint: "
+                f"refused by get, %%llm -t, ask, map with {refused_sent} requests sent; "
+                f"{len(leaks)} user keys reached the server")
     assert result.error_in_exec is None, cap.stderr
-    assert [r["body"]["messages"][-1]["content"] for r in loopback.requests()] == ["Summarise fine"]
-    assert _leaks(loopback, secrets) == []
+    assert sent == ["Summarise fine"]
+    assert leaks == []
     assert s.templates.delete("planted") == 1
-    record(tried=tried, kept=kept, note="a template planted in the log and one naming another "
-                                        "kernel's endpoint: refused by get, %%llm -t, ask, map")
 
 
 def test_per_call_routing_in_own_code_never_takes_the_configured_key(user, loopback, record):
     s, secrets = user
-    with pytest.raises(LLMError, match="your openai key is not sent with it"):
-        s.ask("hello", model="openai/gpt-4o-mini", api_base=loopback.url)
-    with pytest.raises(LLMError, match="your openai key is not sent with it"):
-        s.ask("hello", model="openai/gpt-4o-mini", custom_llm_provider="openai",
-              base_url=loopback.url)
-    with pytest.raises(LLMError, match="user name and password"):
-        s.ask("hello", model="openai/gpt-4o-mini", api_base=loopback.url.replace(
-            "http://", "http://me:hunter2pass@"), api_key="sk-explicit-0123456789")
-    assert loopback.requests() == []
+    with record.trial("own-code api_base without its own key: refused"):
+        with pytest.raises(LLMError, match="your openai key is not sent with it"):
+            s.ask("hello", model="openai/gpt-4o-mini", api_base=loopback.url)
+    with record.trial("own-code custom_llm_provider + base_url without its own key: refused"):
+        with pytest.raises(LLMError, match="your openai key is not sent with it"):
+            s.ask("hello", model="openai/gpt-4o-mini", custom_llm_provider="openai",
+                  base_url=loopback.url)
+    with record.trial("a per-call URL with a password: refused"):
+        with pytest.raises(LLMError, match="user name and password"):
+            s.ask("hello", model="openai/gpt-4o-mini", api_base=loopback.url.replace(
+                "http://", "http://me:hunter2pass@"), api_key="sk-explicit-0123456789")
+    refused_sent = len(loopback.requests())
     # With a key of its own for that server, the call goes there with that key only.
     r = s.ask("hello", model="openai/gpt-4o-mini", api_base=loopback.url,
               api_key="sk-explicit-for-this-server-01")
+    keys_sent = [q["authorization"] for q in loopback.requests()]
+    leaks = _leaks(loopback, secrets)
+    record.check("with a key of its own: sent with that key only", r.status == "ok"
+                 and keys_sent == ["Bearer sk-explicit-for-this-server-01"] and not leaks)
+    record.note(f"own-code api_base/base_url/custom_llm_provider without a key of their own: "
+                f"refused, {refused_sent} requests sent; with one: {len(keys_sent)} request, "
+                f"{len(leaks)} carrying the user's key")
+    assert refused_sent == 0
     assert r.status == "ok"
-    assert [q["authorization"] for q in loopback.requests()] == ["Bearer sk-explicit-for-this-server-01"]
-    assert _leaks(loopback, secrets) == []
-    record(tried=4, kept=4, note="own-code api_base/base_url/custom_llm_provider without a key "
-                                 "of their own: refused; with one: only that key is sent")
+    assert keys_sent == ["Bearer sk-explicit-for-this-server-01"]
+    assert leaks == []
 
 
 def test_notebook_credentials_never_fill_a_template(user, loopback, ipshell, record):
@@ -238,11 +254,13 @@ def test_notebook_credentials_never_fill_a_template(user, loopback, ipshell, rec
                            notes=f"remember: {key}", text="the quarterly report")
     s.templates.save("leaky", "Summarise {text}.\n{OPENAI_API_KEY} {api_key} {github_token} {notes}",
                      model="loop/m")
-    result, cap = run(ipshell, "%llm -t leaky --no-stream")
-    assert result.error_in_exec is not None
-    message = cap.stderr.split("UsageError: ", 1)[-1]
-    assert "look like credentials" in message and "OPENAI_API_KEY" in message and _one_line(message)
-    assert loopback.requests() == []
+    with record.trial("a template naming credential-like variables: refused in one line"):
+        result, cap = run(ipshell, "%llm -t leaky --no-stream")
+        assert result.error_in_exec is not None
+        message = cap.stderr.split("UsageError: ", 1)[-1]
+        assert "look like credentials" in message and "OPENAI_API_KEY" in message
+        assert _one_line(message)
+        assert loopback.requests() == []
 
     # With defaults for those names the template runs, and they stay defaults.
     s.templates.save("leaky", "Summarise {text}.\n{OPENAI_API_KEY} {api_key} {github_token} {notes}",
@@ -250,18 +268,27 @@ def test_notebook_credentials_never_fill_a_template(user, loopback, ipshell, rec
                                                "github_token": "-", "notes": "-"})
     with capture_output() as cap:
         result = ipshell.run_cell("%llm -t leaky --no-stream -f text")
-    assert result.error_in_exec is None, cap.stderr
-    sent = loopback.requests()[-1]["body"]["messages"][-1]["content"]
-    assert sent == "Summarise the quarterly report.\n- - - -"
+    requests = loopback.requests()
+    sent = requests[-1]["body"]["messages"][-1]["content"] if requests else None
     footers = [o.data.get("text/html", "") for o in cap.outputs] + [cap.stdout]
+    record.check("with defaults it runs, and the defaults are sent",
+                 result.error_in_exec is None and sent == "Summarise the quarterly report.\n- - - -")
+    record.check("the footer names what came from the notebook",
+                 any("from the notebook: text" in f for f in footers))
+    for name in ("OPENAI_API_KEY", "api_key", "github_token", "notes"):
+        record.check(f"the footer does not say {name} came from the notebook",
+                     all(f"notebook: {name}" not in f and f", {name}" not in f for f in footers))
+    leaks = _leaks(loopback, secrets)
+    record.note(f"notebook variables named or shaped like keys never fill a template: "
+                f"{len(requests)} request sent, with the defaults; {len(leaks)} keys reached it")
+    assert result.error_in_exec is None, cap.stderr
+    assert sent == "Summarise the quarterly report.\n- - - -"
     assert any("from the notebook: text" in f for f in footers), footers
     for name in ("OPENAI_API_KEY", "api_key", "github_token", "notes"):
         assert all(f"notebook: {name}" not in f and f", {name}" not in f for f in footers)
-    assert _leaks(loopback, secrets) == []
+    assert leaks == []
     for name in ("OPENAI_API_KEY", "api_key", "github_token", "notes", "text"):
         ipshell.user_ns.pop(name, None)
-    record(tried=4, kept=4, note="notebook variables named or shaped like keys never fill a "
-                                 "template; the footer names what came from the notebook")
 
 
 DOTENV = """
@@ -295,35 +322,48 @@ def test_a_dotenv_gives_keys_and_nothing_else(user, loopback, tmp_path, monkeypa
     monkeypatch.setattr(keys, "_dotenv_loaded", False)
     monkeypatch.setattr(keys, "_dotenv", {})
 
-    assert keys.get_key("groq") == "gsk_from_dotenv_file_0123456789abcdef"
-    assert keys.get_key("openai") == os.environ["OPENAI_API_KEY"] != "sk-from-dotenv-loses-0123456789"
-    assert os.environ["LLM_NOTEBOOK_EXAMPLE"] == "kept"
-    assert [v for v in ignored if v in os.environ] == []
+    groq, openai = keys.get_key("groq"), keys.get_key("openai")
+    record.check(".env: a provider key loaded", groq == "gsk_from_dotenv_file_0123456789abcdef")
+    record.check(".env: a real variable wins over the file's", openai == os.environ["OPENAI_API_KEY"])
+    record.check(".env: LLM_NOTEBOOK_* loaded", os.environ.get("LLM_NOTEBOOK_EXAMPLE") == "kept")
+    for var in ignored:
+        record.check(f".env: {var} not applied", var not in os.environ)
     # A real call through litellm goes to OpenAI's own address (unreachable here), never to the
     # server the .env named.
     s.config.deadline = 10
-    with pytest.raises(LLMError):
-        s.ask("hello", model="openai/gpt-4o-mini", max_tokens=5)
-    assert loopback.requests() == [] and _leaks(loopback, secrets) == []
+    with record.trial("a litellm call does not go where the .env says"):
+        with pytest.raises(LLMError):
+            s.ask("hello", model="openai/gpt-4o-mini", max_tokens=5)
+        assert loopback.requests() == [] and _leaks(loopback, secrets) == []
     # A variable the user's own code names as an endpoint's key may come from the .env, and goes
     # only to that endpoint.
     s.add_endpoint("lab", loopback.url, api_key_env="LAB_KEY")
-    assert s.ask("hi", model="lab/m").status == "ok"
-    assert [q["authorization"] for q in loopback.requests()] == ["Bearer lab-key-from-dotenv-0123456789"]
-    assert "LAB_KEY" not in os.environ
-    record(tried=len(ignored) + 3, kept=len(ignored) + 3,
-           note=f".env with {len(ignored)} base-URL/proxy/credential-file settings: none applied, "
-                "no call reached its server; keys loaded, real variables kept")
+    with record.trial("an endpoint's api_key_env read from the .env, for that endpoint only"):
+        assert s.ask("hi", model="lab/m").status == "ok"
+        assert [q["authorization"] for q in loopback.requests()] == \
+            ["Bearer lab-key-from-dotenv-0123456789"]
+        assert "LAB_KEY" not in os.environ
+    applied = [v for v in ignored if v in os.environ]
+    record.note(f".env with {len(ignored)} base-URL/proxy/credential-file settings: "
+                f"{len(applied)} applied; keys loaded, real variables kept")
+    assert groq == "gsk_from_dotenv_file_0123456789abcdef"
+    assert openai == os.environ["OPENAI_API_KEY"] != "sk-from-dotenv-loses-0123456789"
+    assert os.environ["LLM_NOTEBOOK_EXAMPLE"] == "kept"
+    assert applied == []
 
 
 def test_connection_errors_and_endpoint_reprs_hide_url_passwords(loop_session, record):
     s = loop_session
     s.config.max_retries = 0
     s.add_endpoint("pw", "http://alice:s3cret-pass-word@127.0.0.1:9/v1")
-    with pytest.raises(LLMError) as caught:
-        s.ask("hello", model="pw/m")
-    text = str(caught.value) + repr(caught.value) + repr(s.endpoints)
-    assert "s3cret-pass-word" not in text and "127.0.0.1:9" in text
+    failed = attempt(s.ask, "hello", model="pw/m")
     row = s.log.history_rows(limit=1)[0]
-    assert "s3cret-pass-word" not in json.dumps(row, default=str)
-    record(tried=3, kept=3, note="a password in an endpoint URL: absent from errors, reprs, log")
+    places = {"the error": str(failed.error) + repr(failed.error),
+              "repr(s.endpoints)": repr(s.endpoints), "the log row": json.dumps(row, default=str)}
+    shown = [place for place, text in places.items()
+             if not record.check(f"no URL password in {place}", "s3cret-pass-word" not in text)]
+    record.note(f"a password in an endpoint URL: in {len(shown)} of {len(places)} places "
+                "(error, endpoints repr, log row)")
+    assert failed.error is not None
+    assert "127.0.0.1:9" in places["the error"]
+    assert shown == [], places

@@ -43,11 +43,8 @@ def test_echoed_keys_reach_no_log_exception_stream_or_widget(loop_session, echoi
     secrets = Sentinels()
     s.config.max_retries = 0
     failures: list[BaseException] = []
-    tried = 0
 
     def expect_failure(fn, *args, **kw):
-        nonlocal tried
-        tried += 1
         with pytest.raises(LLMError) as caught:
             fn(*args, **kw)
         failures.append(caught.value)
@@ -62,7 +59,6 @@ def test_echoed_keys_reach_no_log_exception_stream_or_widget(loop_session, echoi
     expect_failure(s.chat(model="cred/loopback-model").ask, "a conversation turn")
     check = s.check("cred/loopback-model")
     assert check["ok"] is False and check["kind"] == "auth"
-    tried += 1
 
     # A key given directly to an endpoint, and one per call (litellm), each never seen before.
     s.add_endpoint("direct", loopback.url, api_key=secrets.plain())
@@ -98,11 +94,12 @@ def test_echoed_keys_reach_no_log_exception_stream_or_widget(loop_session, echoi
     s.add_endpoint("batchcred", loopback.url, api_key=batch_key)
     out = pd.DataFrame({"t": ["one", "two", "three"]}).llm.map(
         "Say {t}", model="batchcred/loopback-model", progress=False)
-    tried += 3
     assert out.attrs["llm"]["error"] == 3
-    shown = [repr(out), out.to_string(), str(out.attrs),
-             s.job(out.attrs["llm"]["job_id"]).errors().to_html(),
-             s.history().to_html(), s.jobs().to_html(), repr(s.endpoints), repr(s.keys())]
+    shown = {"batch result": repr(out), "batch result as text": out.to_string(),
+             "batch attrs": str(out.attrs),
+             "batch errors": s.job(out.attrs["llm"]["job_id"]).errors().to_html(),
+             "history": s.history().to_html(), "jobs": s.jobs().to_html(),
+             "endpoints": repr(s.endpoints), "keys": repr(s.keys()), "check()": repr(check)}
 
     # Chat widget: its error line to the browser, its synced state.
     import llm_notebook
@@ -111,8 +108,10 @@ def test_echoed_keys_reach_no_log_exception_stream_or_widget(loop_session, echoi
     chat = llm_notebook.Chat(model="batchcred/loopback-model")
     monkeypatch.setattr(chat, "send", lambda content, buffers=None: sent_to_browser.append(content))
     expect_failure(chat.ask, "widget turn")
-    shown += [json.dumps(sent_to_browser, default=str), json.dumps(chat.get_state(), default=str),
-              json.dumps(chat.state(), default=str), chat.to_markdown()]
+    shown.update({"Chat messages to the browser": json.dumps(sent_to_browser, default=str),
+                  "Chat widget state": json.dumps(chat.get_state(), default=str),
+                  "Chat state()": json.dumps(chat.state(), default=str),
+                  "Chat markdown": chat.to_markdown()})
     chat.close()
 
     # Options that carry a credential in a header are sent, never logged.
@@ -121,28 +120,26 @@ def test_echoed_keys_reach_no_log_exception_stream_or_widget(loop_session, echoi
                    api_key=secrets.plain(),
                    extra_headers={"Authorization": f"Bearer {header_key}", "X-Trace": "1"})
 
-    leaks = {}
-    for i, exc in enumerate(failures):
-        found = secrets.found_in(exception_texts(exc))
-        if found:
-            leaks[f"exception {i}: {exc.message[:60]}"] = found
-    for i, text in enumerate(shown):
-        if secrets.found_in(text):
-            leaks[f"display {i}"] = secrets.found_in(text)
+    # Every place a key could surface, searched for every sentinel.
+    places = {f"exception {i}: {exc.message[:50]}": exception_texts(exc)
+              for i, exc in enumerate(failures)}
+    places.update(shown)
     captured = capfd.readouterr()
-    for name, text in (("stdout", captured.out), ("stderr", captured.err)):
-        if secrets.found_in(text):
-            leaks[name] = secrets.found_in(text)
+    places.update(stdout=captured.out, stderr=captured.err)
     s.log.close()
-    if secrets.found_in(log_bytes(log_path)):
-        leaks["log file"] = secrets.found_in(log_bytes(log_path))
+    places["log file (+ -wal/-shm)"] = log_bytes(log_path)
+    leaks = {}
+    for place, text in places.items():
+        if not record.check(f"no key in {place}", not secrets.found_in(text)):
+            leaks[place] = secrets.found_in(text)
     # The provider did get each key (the test would prove nothing otherwise).
-    echoed = json.dumps(loopback.requests())
-    assert len(secrets.found_in(echoed)) >= len(secrets.all) - 1   # (the header may be replaced)
+    received = len(secrets.found_in(json.dumps(loopback.requests())))
+    record.note(f"{len(secrets.all)} sentinel keys (the provider received {received}) over "
+                f"{len(failures)} failed calls (lean/litellm/stream/batch/chat/widget/deep-in-message "
+                f"errors): {len(places) - len(leaks)} of {len(places)} places hold none")
+
+    assert received >= len(secrets.all) - 1   # (the header may be replaced)
     assert leaks == {}, leaks
-    record(tried=tried, kept=tried - len(leaks),
-           note=f"{len(secrets.all)} sentinel keys over lean/litellm/stream/batch/chat/widget/"
-                "deep-in-message errors: absent from log+wal, exceptions, stdout/stderr, displays")
 
 
 NOTEBOOK_CELLS = [
@@ -197,19 +194,27 @@ def test_saved_notebook_and_kernel_stderr_hold_no_key(echoing, tmp_path, record)
 
     outputs = [o for cell in nb.cells for o in cell.get("outputs", [])]
     errors = [o for o in outputs if o.get("output_type") == "error"]
+    places = {f"cell {i} outputs": json.dumps(cell.get("outputs", []))
+              for i, cell in enumerate(nb.cells)}
+    places.update({"notebook metadata (widget state)": json.dumps(nb.metadata),
+                   "saved notebook file": saved.read_bytes(),
+                   "kernel stderr": stderr_path.read_bytes(),
+                   "kernel's log": log_bytes(str(tmp_path / "log.db"))})
+    leaks = {}
+    for place, blob in places.items():
+        if not record.check(f"no key in {place}", not secrets.found_in(blob)):
+            leaks[place] = secrets.found_in(blob)
+    received = len(secrets.found_in(json.dumps(loopback.requests())))
+    echoed = sum("Incorrect API key" in json.dumps(o) for o in outputs)
+    record.note(f"a notebook of {len(nb.cells)} cells (%%llm lean+litellm, ask, map, history, "
+                f"check, Chat widget) run by nbclient and saved, {echoed} outputs showing the "
+                f"provider's echo of a key it received ({received} of {len(secrets.all)}): "
+                f"{len(places) - len(leaks)} of {len(places)} places hold none")
+
     # The calls really failed with the echo (so the outputs are about the key).
-    assert any("Incorrect API key" in json.dumps(o) for o in outputs), outputs
+    assert echoed > 0, outputs
     assert all(o["ename"] in ("UsageError", "LLMError", "AuthenticationError") for o in errors), errors
     # The Chat widget's state was saved with the notebook (and is checked with it).
     assert "application/vnd.jupyter.widget-state+json" in nb.metadata.get("widgets", {})
-    assert len(secrets.found_in(json.dumps(loopback.requests()))) == 2
-    leaks = {}
-    for name, blob in (("saved notebook", saved.read_bytes()),
-                       ("kernel stderr", stderr_path.read_bytes()),
-                       ("kernel's log", log_bytes(str(tmp_path / "log.db")))):
-        if secrets.found_in(blob):
-            leaks[name] = secrets.found_in(blob)
+    assert received == 2
     assert leaks == {}, leaks
-    record(tried=len(nb.cells), kept=len(nb.cells),
-           note=f"a notebook of {len(nb.cells)} cells (%%llm lean+litellm, ask, map, history, "
-                "check, Chat widget) run by nbclient and saved: no key in it, its log or stderr")

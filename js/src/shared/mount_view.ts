@@ -195,19 +195,41 @@ function createMounted<T extends Traits>(model: AnyModel<T>, el: HTMLElement, cr
   return mounted;
 }
 
-/** Remembers the focused element and scroll positions, which a move of the DOM loses. */
+/** How often a user at work in the widget renews the hold on output updates (see below). */
+export const HOLD_RENEW_MS = 10_000;
+
+/**
+ * Remembers the focused element and scroll positions, which a move of the DOM loses, and tells
+ * Python while the user works in the widget: an output update renders the view again, and
+ * ipywidgets empties the output before the new view takes the DOM over, so keys pressed in
+ * between would be lost. Python holds its snapshot updates until the focus leaves (or the
+ * user has been idle for a while: widgets/display.py).
+ */
 function trackViewState(mounted: Mounted): Cleanup {
   const { root } = mounted;
+  let inside = false;
+  let renewed = 0;
+  const tell = (now: boolean): void => {
+    inside = now;
+    renewed = Date.now();
+    mounted.model.send({ type: "focus", inside: now });
+  };
   const onFocusIn = (ev: FocusEvent): void => {
     mounted.lastFocus = ev.target as HTMLElement;
+    if (!inside) tell(true);
+  };
+  const onActivity = (): void => {
+    if (inside && Date.now() - renewed >= HOLD_RENEW_MS) tell(true);
   };
   const onFocusOut = (ev: FocusEvent): void => {
     const left = ev.target as HTMLElement;
     // Forget it when the user took the focus elsewhere; keep it when the DOM was moved away.
     setTimeout(() => {
-      if (mounted.lastFocus === left && left.isConnected && !root.contains(root.ownerDocument.activeElement)) {
+      const away = root.isConnected && !root.contains(root.ownerDocument.activeElement);
+      if (mounted.lastFocus === left && left.isConnected && away) {
         mounted.lastFocus = null;
       }
+      if (inside && away) tell(false);
     }, 0);
   };
   const onScroll = (ev: Event): void => {
@@ -216,11 +238,16 @@ function trackViewState(mounted: Mounted): Cleanup {
   };
   root.addEventListener("focusin", onFocusIn);
   root.addEventListener("focusout", onFocusOut);
+  root.addEventListener("keydown", onActivity, true);
+  root.addEventListener("pointerdown", onActivity, true);
   root.addEventListener("scroll", onScroll, true);
   return () => {
     root.removeEventListener("focusin", onFocusIn);
     root.removeEventListener("focusout", onFocusOut);
+    root.removeEventListener("keydown", onActivity, true);
+    root.removeEventListener("pointerdown", onActivity, true);
     root.removeEventListener("scroll", onScroll, true);
+    if (inside) mounted.model.send({ type: "focus", inside: false });
   };
 }
 

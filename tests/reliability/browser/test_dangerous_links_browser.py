@@ -19,6 +19,8 @@ import pytest
 
 from browser import helpers
 
+from ..helpers import record_page_safety
+
 SUITE = "13 safe to share"
 pytestmark = pytest.mark.browser
 
@@ -150,12 +152,18 @@ def test_no_dangerous_link_reaches_any_surface_and_copy_copies_what_is_shown(
     if "HIDDENCMD" in last.inner_text():
         problems["chat shows hidden"] = [last.inner_text()]
 
+    for name in surfaces:
+        record.check(f"{name}: no dangerous link, nothing typeset, the text shown",
+                     name not in problems)
+    record.check("Chat's Copy copies the visible words only",
+                 "chat copy" not in problems and "chat shows hidden" not in problems)
+    pwned, dialogs, external = record_page_safety(record, page, request_monitor)
+    record.note(f"{len(CORPUS_LINK_TEXT)} dangerous links (cases, entities, tabs, refs, MathJax "
+                f"\\href, mermaid click) in {len(surfaces)} surfaces (Response, %%llm, -f html, "
+                f"Chat, grid, TemplateEditor, sidebar): {len(problems)} with a problem; Copy "
+                f"copied {copied!r}; __pwned set in {len(pwned)} frames, {len(external)} requests "
+                "off 127.0.0.1")
+
     page.console_monitor.assert_not_pwned()
     request_monitor.assert_none_left()
     assert problems == {}, problems
-    record(tried=len(surfaces) * len(CORPUS_LINK_TEXT) + 1,
-           kept=len(surfaces) * len(CORPUS_LINK_TEXT) + 1 - len(problems),
-           note=f"{len(CORPUS_LINK_TEXT)} dangerous links (cases, entities, tabs, refs, MathJax "
-                f"\\href, mermaid click) in {len(surfaces)} surfaces (Response, %%llm, -f html, "
-                "Chat, grid, TemplateEditor, sidebar): none live, nothing typeset; Copy copies "
-                "the visible words only")

@@ -16,6 +16,8 @@ import pytest
 
 from browser import helpers
 
+from ..helpers import record_page_safety
+
 SUITE = "9 hostile output in the browser"
 pytestmark = pytest.mark.browser
 
@@ -151,16 +153,24 @@ def test_the_corpus_runs_nothing_and_fetches_nothing_anywhere(jupyter_lab, lab_p
     helpers.run_cell(page, panel, 9, timeout=120_000)
     helpers.wait_text(helpers.cell_output(panel, 8), "BIGEND")
     helpers.wait_text(surfaces["chat"].locator(".llm-chat-turn:not(.llm-chat-live)").last, "BIGEND")
-    for name, where in (("%%llm 1 MB", helpers.cell_output(panel, 8)), ("chat 1 MB", surfaces["chat"])):
+    big_surfaces = {"%%llm 1 MB": helpers.cell_output(panel, 8), "chat 1 MB": surfaces["chat"]}
+    for name, where in big_surfaces.items():
         if _active(where):
             problems[name] = _active(where)
-    assert helpers.cell_output_text(panel, 9).strip().endswith("'ok'")
+    big_ok = helpers.cell_output_text(panel, 9).strip().endswith("'ok'")
     shot("one-megabyte")
 
+    for name in [*surfaces, *big_surfaces]:
+        record.check(f"{name}: nothing active, the text shown", name not in problems)
+    pwned, dialogs, external = record_page_safety(record, page, request_monitor)
+    record.note(f"a {len(CORPUS.split(chr(10) * 2))}-item corpus in {len(surfaces)} surfaces "
+                "(%%llm, Chat, grid, TemplateEditor preview+run, ModelPicker, UsagePanel, sidebar) "
+                f"and {len(BIG) / 1e6:.1f} MB answers in {len(big_surfaces)}: "
+                f"{len(problems)} surfaces kept something active or hid text; "
+                f"__pwned set in {len(pwned)} frames, {len(dialogs)} dialogs, "
+                f"{len(external)} requests off 127.0.0.1")
+
+    assert big_ok
     page.console_monitor.assert_not_pwned()
     request_monitor.assert_none_left()
     assert problems == {}, problems
-    record(tried=len(surfaces) + 2, kept=len(surfaces) + 2 - len(problems),
-           note=f"a {len(CORPUS.split(chr(10) * 2))}-item corpus in {len(surfaces)} surfaces "
-                "(%%llm, Chat, grid, TemplateEditor preview+run, ModelPicker, UsagePanel, "
-                "sidebar) + 1 MB answers: no script, no request off 127.0.0.1, text visible")

@@ -58,71 +58,73 @@ def test_dropped_answers_show_an_error_keep_their_part_and_complete_on_rerun(
     ])
     panel = helpers.open_notebook(page, "drop.ipynb")
     helpers.run_cell(page, panel, 0)
-    tried = kept = 0
 
     # %%llm: the partial answer stays on screen, marked; the cell says what happened.
-    helpers.run_cell(page, panel, 1)
-    out = helpers.cell_output(panel, 1)
-    page.wait_for_function("el => el.textContent.includes('UsageError')",
-                           arg=out.element_handle(), timeout=helpers.EXECUTE_TIMEOUT_MS)
-    shown = _text(out)
-    assert "s4" in shown and "s39" not in shown and "incomplete" in shown, shown[:500]
-    magic = _rows(jupyter_lab, "prompt LIKE '%magic story%'")
-    assert [(r["status"], r["error_kind"], r["response"]) for r in magic] == \
-        [("incomplete", "incomplete", PARTIAL)]
-    # Run again: the answer is completed.
-    helpers.run_cell(page, panel, 1)
-    page.wait_for_function("el => el.textContent.includes('s39')", arg=out.element_handle(),
-                           timeout=helpers.EXECUTE_TIMEOUT_MS)
-    assert [r["status"] for r in _rows(jupyter_lab, "prompt LIKE '%magic story%'")] == \
-        ["incomplete", "ok"]
-    tried, kept = tried + 1, kept + 1
+    with record.trial("%%llm: error state with its part, row incomplete, re-run completes"):
+        helpers.run_cell(page, panel, 1)
+        out = helpers.cell_output(panel, 1)
+        page.wait_for_function("el => el.textContent.includes('UsageError')",
+                               arg=out.element_handle(), timeout=helpers.EXECUTE_TIMEOUT_MS)
+        shown = _text(out)
+        assert "s4" in shown and "s39" not in shown and "incomplete" in shown, shown[:500]
+        magic = _rows(jupyter_lab, "prompt LIKE '%magic story%'")
+        assert [(r["status"], r["error_kind"], r["response"]) for r in magic] == \
+            [("incomplete", "incomplete", PARTIAL)]
+        # Run again: the answer is completed.
+        helpers.run_cell(page, panel, 1)
+        page.wait_for_function("el => el.textContent.includes('s39')", arg=out.element_handle(),
+                               timeout=helpers.EXECUTE_TIMEOUT_MS)
+        assert [r["status"] for r in _rows(jupyter_lab, "prompt LIKE '%magic story%'")] == \
+            ["incomplete", "ok"]
 
     # Chat: the cut answer is a turn with its part and an error note; Regenerate completes it.
-    helpers.run_cell(page, panel, 2)
-    chat = helpers.cell_output(panel, 2).locator(".llm-chat")
-    box = chat.locator("textarea.llm-chat-input")
-    box.fill(f"Tell me the chat story [[reply:{STORY}]]")
-    box.press("Enter")
-    cut = chat.locator(".llm-chat-turn.llm-status-incomplete")
-    cut.wait_for(timeout=helpers.EXECUTE_TIMEOUT_MS)
-    body = _text(cut.locator(".llm-chat-assistant .llm-chat-body"))
-    assert body.strip() == PARTIAL.strip(), body
-    assert cut.locator(".llm-chat-note.llm-error").count() == 1
-    shot("chat-cut")
-    cut.get_by_role("button", name="Regenerate answer 1 (a new branch)").click()
-    chat.locator(".llm-chat-branches", has_text="2/2").wait_for(timeout=helpers.EXECUTE_TIMEOUT_MS)
-    done = chat.locator(".llm-chat-turn.llm-status-ok .llm-chat-assistant .llm-chat-body")
-    assert _text(done).strip() == STORY
-    chats = _rows(jupyter_lab, "prompt LIKE '%chat story%'")
-    assert [(r["status"], r["response"]) for r in chats] == [("incomplete", PARTIAL), ("ok", STORY)]
-    tried, kept = tried + 1, kept + 1
+    with record.trial("Chat: a cut turn with its part and an error note, Regenerate completes"):
+        helpers.run_cell(page, panel, 2)
+        chat = helpers.cell_output(panel, 2).locator(".llm-chat")
+        box = chat.locator("textarea.llm-chat-input")
+        box.fill(f"Tell me the chat story [[reply:{STORY}]]")
+        box.press("Enter")
+        cut = chat.locator(".llm-chat-turn.llm-status-incomplete")
+        cut.wait_for(timeout=helpers.EXECUTE_TIMEOUT_MS)
+        body = _text(cut.locator(".llm-chat-assistant .llm-chat-body"))
+        assert body.strip() == PARTIAL.strip(), body
+        assert cut.locator(".llm-chat-note.llm-error").count() == 1
+        shot("chat-cut")
+        cut.get_by_role("button", name="Regenerate answer 1 (a new branch)").click()
+        chat.locator(".llm-chat-branches", has_text="2/2").wait_for(timeout=helpers.EXECUTE_TIMEOUT_MS)
+        done = chat.locator(".llm-chat-turn.llm-status-ok .llm-chat-assistant .llm-chat-body")
+        assert _text(done).strip() == STORY
+        chats = _rows(jupyter_lab, "prompt LIKE '%chat story%'")
+        assert [(r["status"], r["response"]) for r in chats] == [("incomplete", PARTIAL), ("ok", STORY)]
 
     # The grid: the dropped cell is an error cell; rerun() (failed cells only) fills it.
-    helpers.run_cell(page, panel, 3)
-    grid = helpers.cell_output(panel, 3).locator(".llm-grid")
-    page.wait_for_function(
-        "el => el.querySelectorAll('.llm-grid-cell[data-status=ok]').length === 1"
-        " && el.querySelectorAll('.llm-grid-cell[data-status=error]').length === 1",
-        arg=grid.element_handle(timeout=helpers.KERNEL_TIMEOUT_MS),
-        timeout=helpers.EXECUTE_TIMEOUT_MS)
-    shot("grid-cut")
-    helpers.run_cell(page, panel, 4)
-    assert helpers.cell_output_text(panel, 4).strip().endswith("['ok', 'ok']")
-    page.wait_for_function(
-        "el => el.querySelectorAll('.llm-grid-cell[data-status=ok]').length === 2",
-        arg=grid.element_handle(), timeout=helpers.EXECUTE_TIMEOUT_MS)
-    grids = _rows(jupyter_lab, "prompt LIKE '%grid story 2%'")
-    assert [r["status"] for r in grids] == ["error", "ok"]
-    tried, kept = tried + 1, kept + 1
+    with record.trial("grid: an error cell, row error, rerun() completes"):
+        helpers.run_cell(page, panel, 3)
+        grid = helpers.cell_output(panel, 3).locator(".llm-grid")
+        page.wait_for_function(
+            "el => el.querySelectorAll('.llm-grid-cell[data-status=ok]').length === 1"
+            " && el.querySelectorAll('.llm-grid-cell[data-status=error]').length === 1",
+            arg=grid.element_handle(timeout=helpers.KERNEL_TIMEOUT_MS),
+            timeout=helpers.EXECUTE_TIMEOUT_MS)
+        shot("grid-cut")
+        helpers.run_cell(page, panel, 4)
+        assert helpers.cell_output_text(panel, 4).strip().endswith("['ok', 'ok']")
+        page.wait_for_function(
+            "el => el.querySelectorAll('.llm-grid-cell[data-status=ok]').length === 2",
+            arg=grid.element_handle(), timeout=helpers.EXECUTE_TIMEOUT_MS)
+        grids = _rows(jupyter_lab, "prompt LIKE '%grid story 2%'")
+        assert [r["status"] for r in grids] == ["error", "ok"]
 
     # Nothing unfinished was cached, anywhere.
     unfinished = _rows(jupyter_lab, "status != 'ok' AND cache.key IS NOT NULL")
+    twice = sent_twice(loopback)
+    statuses = [r["status"] for r in _rows(jupyter_lab, "prompt LIKE '%story%'")]
+    record.check("nothing unfinished cached", unfinished == [])
+    record.check("each cut answer sent again by its re-run", twice == {"magic", "chat", "grid"})
+    record.note(f"%%llm, Chat and grid cut mid-answer: rows logged {', '.join(statuses)}; "
+                f"{len(unfinished)} unfinished rows cached; re-sent: {', '.join(sorted(twice))}")
     assert unfinished == [], unfinished
-    assert sent_twice(loopback) == {"magic", "chat", "grid"}
-    record(tried=tried, kept=kept,
-           note="%%llm, Chat and grid cut mid-answer: error state + partial text shown, row "
-                "incomplete/error with the part, never cached, completed by a re-run")
+    assert twice == {"magic", "chat", "grid"}
 
 
 def sent_twice(loopback) -> set[str]:

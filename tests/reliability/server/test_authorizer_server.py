@@ -53,14 +53,16 @@ class TestDenied:
                                            conversation_id="conv1"))
         NoHistoryAuthorizer.asked.clear()
         replies = {path: api(path) for path in _paths("conv1", call_id)}
-        assert {p: r.code for p, r in replies.items()} == {p: 403 for p in replies}
         leaked = [p for p, r in replies.items() if "SECRET" in r.text or "log.db" in r.text]
+        for path, reply in replies.items():
+            record.check(f"{path}: 403 without the log", reply.code == 403 and path not in leaked)
+        record.note(f"a denying authorizer: {sum(r.code == 403 for r in replies.values())}/"
+                    f"{len(replies)} routes answer 403, {len(leaked)} carry the log; asked "
+                    f"{len(NoHistoryAuthorizer.asked)} times")
+        assert {p: r.code for p, r in replies.items()} == {p: 403 for p in replies}
         assert leaked == []
         assert set(NoHistoryAuthorizer.asked) == {("read", "llm_notebook")}
         assert len(NoHistoryAuthorizer.asked) == len(replies)
-        record(tried=len(replies), kept=len(replies),
-               note=f"a denying authorizer: {len(replies)}/{len(replies)} routes answer 403, "
-                    "none carries the log")
 
 
 def test_answers_are_bounded_and_name_no_server_path(api, log, log_path, root_dir, record):
@@ -79,9 +81,17 @@ def test_answers_are_bounded_and_name_no_server_path(api, log, log_path, root_di
                "facets": api("facets"), "call": api(f"calls/{ids[-1]}"),
                "conversation": api("conversations/long"), "usage": api("usage", by="notebook"),
                "summary": api("usage/summary")}
-    assert {k: r.code for k, r in replies.items()} == {k: 200 for k in replies}
     folders = [os.path.dirname(log_path), os.path.dirname(outside)]
-    assert [k for k, r in replies.items() if any(f in r.text for f in folders)] == []
+    with_path = [k for k, r in replies.items() if any(f in r.text for f in folders)]
+    for name, reply in replies.items():
+        record.check(f"{name}: 200, no server path, under the byte cap", reply.code == 200
+                     and name not in with_path
+                     and len(reply.text.encode()) < handlers.MAX_REPLY_BYTES)
+    largest = max(len(r.text) for r in replies.values())
+    record.note(f"every route over {len(log.call(ids[-1])['prompt']):,}-character calls: {len(with_path)} name a server path, "
+                f"largest answer {largest:,} chars (cap {handlers.MAX_REPLY_BYTES:,} bytes)")
+    assert {k: r.code for k, r in replies.items()} == {k: 200 for k in replies}
+    assert with_path == []
     call = replies["call"].json["call"]
     assert len(call["prompt"]) == handlers.FIELD_LIMIT + 1 and call["prompt"].endswith("…")
     assert len(call["messages"]) == handlers.MESSAGES_LIMIT
@@ -91,6 +101,3 @@ def test_answers_are_bounded_and_name_no_server_path(api, log, log_path, root_di
     assert all("messages" not in c and len(c["response"]) <= handlers.MAX_PREVIEW + 1 for c in thread)
     assert replies["facets"].json["notebooks"] == []          # not a path, not a usable filter
     assert max(len(r.text.encode()) for r in replies.values()) < handlers.MAX_REPLY_BYTES
-    record(tried=len(replies), kept=len(replies),
-           note="every route: no server path, texts cut (20k preview, 100k field), messages "
-                f"and threads capped; largest answer {max(len(r.text) for r in replies.values()):,} chars")
