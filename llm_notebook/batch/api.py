@@ -250,6 +250,11 @@ class _Throttle:
     def close(self, snapshot: dict) -> None:
         self.display.close(snapshot)
 
+    def show_again(self) -> None:
+        show_again = getattr(self.display, "show_again", None)
+        if show_again is not None:
+            show_again()
+
 
 def _throttled(display):
     return None if display is None else _Throttle(display)

@@ -132,12 +132,14 @@ class JobQueue:
         finally:
             if slot:
                 self._slots().release()
-            live.ended.set()
+            # The display's final numbers go out before a waiter wakes (job.wait() then shows
+            # them again from its own cell: see Job.wait).
             if live.display is not None:
                 try:
                     live.display.close(run.snapshot())
                 except Exception:
                     pass
+            live.ended.set()
 
     def _slots(self) -> AdaptiveLimit:
         """The gate of running jobs, `background_jobs` wide (read again each time: the setting

@@ -9,6 +9,7 @@ kernel is what the log says; a Batch API job whose kernel is gone is picked up w
 
 from __future__ import annotations
 
+import threading
 import time
 
 from . import store
@@ -89,6 +90,8 @@ class Job:
             if live is not None:
                 while not live.ended.wait(WAIT_POLL_S):
                     _check_deadline(deadline, timeout, self.id)
+                if live.display is not None and threading.current_thread() is threading.main_thread():
+                    live.display.show_again()
                 return self
             if self._waits_at_the_provider():
                 self._pick_up()

@@ -295,3 +295,9 @@ class WidgetBar:
         self.update(s)
         # The run is over: the saved output keeps its final numbers.
         self.widget.refresh_snapshot()
+
+    def show_again(self) -> None:
+        """Sends the output's snapshot again from this thread (a background job's widget is
+        updated from the loop thread, whose messages a headless runner such as nbclient files
+        under no running cell and drops; a cell waiting for the job sends it as its own)."""
+        self.widget.republish_snapshot()
