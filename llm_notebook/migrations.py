@@ -794,6 +794,7 @@ def m060_background_jobs_and_provider_batches(db: sqlite3.Connection) -> None:
         defaults={"recorded": 0, "completed": 0, "failed": 0})
 
 
+@migration
 def m070_workflows(db: sqlite3.Connection) -> None:
     # Workflows (llm_notebook/workflows): every save is a new immutable version, like templates;
     # `steps` is the JSON list of step definitions (data only: Python steps name a function, they
