@@ -340,3 +340,24 @@ def test_registering_functions_and_loading_the_users_file(tmp_path):
     with pytest.raises(WorkflowError, match="no Python file or importable module"):
         functions.load("no_such_module_for_workflows")
     functions.load("json")                                          # an importable module
+
+
+def test_a_preview_shows_what_a_python_step_added_or_changed_and_escapes_model_output(
+        loop_session, loopback):
+    frame = pd.DataFrame({"text": ["<b>hi</b>", "yo"], "n": [1, 2]})
+
+    def louder(df):
+        return df.assign(text=df["text"].str.upper(), length=df["text"].str.len())
+
+    wf = (Workflow("p").python(louder)
+          .llm("[[reply:<script>x()</script> {text}]]", output="said", model=MODEL))
+    preview = wf.preview(frame, n=2)
+    assert list(preview.table.columns) == [("input", "text"), ("louder", "text"),
+                                           ("louder", "length"), ("said", "said")]
+    assert preview.outputs["louder"]["length"].tolist() == [9, 2]
+    html = preview._repr_html_()
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    text = repr(preview)
+    assert text.startswith("louder (python): 2 rows\nsaid (llm): 2 rows · 2 sent")
+    with pytest.raises(WorkflowError, match="whole number >= 1"):
+        wf.preview(frame, n=0)
