@@ -150,6 +150,10 @@ class BatchRun:
         self._spent_unflushed = 0.0
         self._row_listeners: list = []
         self._progress_listeners: list = []
+        # `await rows_elsewhere(run, rows)` sends the rows somewhere else (a Dask cluster:
+        # llm_notebook/cluster/) and hands each outcome back through take_outcome(); None: the
+        # run's own workers call them here.
+        self.rows_elsewhere = None
 
     # -- events -----------------------------------------------------------------------------
 
@@ -198,12 +202,15 @@ class BatchRun:
             self._todo = iter(todo)
             if todo:
                 providers.check_key(self.route)   # (resolved without its key while replaying)
-                await providers.prepare(self.route)
+                if self.rows_elsewhere is None:
+                    await providers.prepare(self.route)
             self.called_started = time.monotonic()
             flusher = asyncio.ensure_future(self._flush_loop())
             gc_policy.hold()
             holding_gc = True
-            if todo:
+            if todo and self.rows_elsewhere is not None:
+                await self.rows_elsewhere(self, todo)
+            elif todo:
                 width = 1 if self.route.kind == "local" else min(self.limit.maximum, len(todo))
                 workers = [asyncio.ensure_future(self._worker()) for _ in range(width)]
                 await asyncio.gather(*workers)
@@ -446,6 +453,24 @@ class BatchRun:
                 self._unstarted(i)
 
     # -- outcomes ---------------------------------------------------------------------------
+
+    def take_outcome(self, i: int, result: outcomes.Outcome) -> bool:
+        """(rows_elsewhere) Row i's outcome, made elsewhere; False if the row already has one
+        (a task that ran twice, e.g. re-run after its worker died): it is logged once."""
+        if self.status[i] is not None:
+            return False
+        self._record(i, result)
+        return True
+
+    def not_sent(self, i: int, kind: str | None = None, message: str | None = None) -> None:
+        """(rows_elsewhere) Row i was not sent: stopped (budget), or failed where it ran."""
+        if self.status[i] is not None:
+            return
+        if kind is None:
+            self._unstarted(i)
+            return
+        self._fail(i, kind, message, attempts=0, call_ref=None)
+        self._mirror(i, None)
 
     def _record(self, i: int, result: outcomes.Outcome) -> None:
         """(the row's sink) Buffer row i's call and account for its outcome."""

@@ -1,0 +1,145 @@
+"""The kernel's side of a cluster run: the batch engine's rows go to the workers as tasks and
+their outcomes come back to the engine, which logs them (batch/engine.py `rows_elsewhere`).
+
+The engine has already taken every row the log answers (cache, an earlier run's answers,
+recordings) and set equal requests aside, so only rows without an answer are sent. A task is a
+few rows (their messages; the run's route and options without credentials, secrets.py), so
+progress moves as tasks come back and a lost worker costs only its tasks' rows: distributed
+runs a task again elsewhere when its worker dies, and an outcome is taken once per row
+(`take_outcome`), so a row answered twice is logged once.
+
+Rows in flight when the kernel stops the run (Ctrl-C) are not logged: the next run sends them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import math
+import threading
+import uuid
+
+from ..errors import BUDGET, UNKNOWN
+from ..redact import redact
+from . import gate as gates
+from . import secrets
+from .rows import RowsJob, RowsWorker, run_rows
+
+TASKS_PER_WORKER = 4          # tasks per worker over a run: short tails, steady progress
+MAX_ROWS_PER_TASK = 200       # a lost worker re-runs at most this many rows
+
+
+class ClusterRows:
+    """`run.rows_elsewhere` for a distributed.Client; afterwards `workers` counts the rows
+    each worker answered."""
+
+    def __init__(self, client, *, rows_per_task: int | None = None):
+        if rows_per_task is not None and (isinstance(rows_per_task, bool) or not isinstance(
+                rows_per_task, int) or rows_per_task < 1):
+            raise ValueError(f"rows_per_task must be a whole number >= 1, got {rows_per_task!r}")
+        self.client = client
+        self.rows_per_task = rows_per_task
+        self.workers: collections.Counter = collections.Counter()
+        self.tasks = 0
+
+    async def __call__(self, run, todo: list) -> None:
+        client = self.client
+        run_id = f"{run.job_id}-{uuid.uuid4().hex[:8]}"
+        route, options, secret_id, secret = secrets.split(run.route, run.options)
+        job = RowsJob(run=run_id, route=route, options=options, policy=run.policy,
+                      prices=dict(run.session.config.prices or {}), pace_out=run.pace_out,
+                      budget_out=run.budget_out, width=run.limit.maximum,
+                      budgeted=run.budget.limit is not None, secret_id=secret_id)
+        n_workers = await asyncio.to_thread(
+            _open, client, run_id, secret_id, secret, run.limit.maximum, run.pacer.rpm,
+            run.pacer.tpm, run.budget.limit)
+        size = self.rows_per_task or _task_size(len(todo), n_workers)
+        chunks = [todo[k:k + size] for k in range(0, len(todo), size)]
+        self.tasks = len(chunks)
+        futures = [client.submit(run_rows, job, [(i, run.messages[i]) for i in chunk],
+                                 key=f"llm-rows-{run_id}-{n}", pure=False)
+                   for n, chunk in enumerate(chunks)]
+        rows_of = {f.key: chunk for f, chunk in zip(futures, chunks)}
+        inbox: asyncio.Queue = asyncio.Queue()
+        stop = threading.Event()
+        _drain_in_thread(futures, inbox, asyncio.get_running_loop(), stop)
+        run.in_flight = len(todo)
+        try:
+            for _ in futures:
+                key, results, error = await inbox.get()
+                if error is None:
+                    self._take(run, results)
+                else:
+                    self._lost(run, rows_of[key], error)
+                run.in_flight -= len(rows_of[key])
+                if run.stop_reason is not None and run.stop_reason != BUDGET:
+                    break               # stopped (widget, on_error='raise'): send no more
+        finally:
+            stop.set()
+            run.in_flight = 0
+            await asyncio.to_thread(_close, client, run_id, futures)
+        for i in todo:
+            run.not_sent(i)             # left over from a stop: not run (or over the budget)
+
+    def _take(self, run, results: list) -> None:
+        for r in results:
+            if r.outcome is not None:
+                if run.take_outcome(r.row, r.outcome):
+                    self.workers[r.worker] += 1
+            else:
+                if r.budget:
+                    run.stop_reason = run.stop_reason or BUDGET
+                run.not_sent(r.row)
+
+    def _lost(self, run, rows: list, error: BaseException) -> None:
+        if run.stop_reason is not None:
+            return                      # cancelled with the run: the rows stay unsent
+        message = redact(f"{type(error).__name__}: {error}".splitlines()[0])
+        for i in rows:
+            run.not_sent(i, UNKNOWN, f"the cluster could not run this row ({message}); run the "
+                                     "same map again to send it")
+
+
+def _task_size(rows: int, workers: int) -> int:
+    return max(1, min(MAX_ROWS_PER_TASK, math.ceil(rows / (max(1, workers) * TASKS_PER_WORKER))))
+
+
+def _open(client, run_id: str, secret_id, secret, concurrency: int, rpm, tpm, budget) -> int:
+    """(a thread) The gate on the scheduler, the keys on the workers; returns the workers."""
+    client.register_plugin(gates.ClusterGate(), name=gates.PLUGIN_NAME)
+    client.register_plugin(RowsWorker(), name=RowsWorker.name)
+    secrets.KEYS.give(client, secret_id, secret)
+    client.sync(client.scheduler.llm_gate_open, run=run_id, concurrency=concurrency, rpm=rpm,
+                tpm=tpm, budget=budget)
+    return len(client.scheduler_info(n_workers=-1)["workers"])
+
+
+def _close(client, run_id: str, futures: list) -> None:
+    try:
+        client.sync(client.scheduler.llm_gate_close, run=run_id)
+    finally:
+        pending = [f for f in futures if not f.done()]
+        if pending:
+            client.cancel(pending)
+
+
+def _drain_in_thread(futures: list, inbox: asyncio.Queue, loop, stop: threading.Event) -> None:
+    """Put (key, results, error) of each task on `inbox` as it finishes. distributed's
+    as_completed blocks, so it runs on a daemon thread (an interrupted kernel never waits
+    for it)."""
+    from distributed import as_completed
+
+    def drain() -> None:
+        for future in as_completed(futures):
+            if stop.is_set():
+                return
+            try:
+                item = (future.key, future.result(), None)
+            except BaseException as exc:   # a task that failed for good (or was cancelled)
+                item = (future.key, None, exc)
+            try:
+                loop.call_soon_threadsafe(inbox.put_nowait, item)
+            except RuntimeError:           # the loop is closed
+                return
+
+    threading.Thread(target=drain, name="llm-notebook-cluster-results", daemon=True).start()
