@@ -33,18 +33,19 @@ class DaskLLMAccessor:
         client: the distributed.Client to use (default: the current one).
         rows_per_task: rows per task (default: about four tasks per worker, at most 200).
         """
-        pieces = _pieces(self._frame)
-        return _run(pieces, self._frame, prompt, session=session, client=client,
+        client = _client(client)
+        pieces = _pieces(self._frame, client)
+        return _run(pieces, self._frame, client, prompt, session=session,
                     rows_per_task=rows_per_task, series=False, settings=settings)
 
     map.__doc__ += "\n        " + HELP + "\n        "
 
-    def estimate(self, prompt, *, session=None, **settings):
-        """Expected tokens and cost of `map` with the same arguments; computes the input on
-        the cluster, sends nothing to any model."""
+    def estimate(self, prompt, *, session=None, client=None, **settings):
+        """Expected tokens and cost of `map` with the same arguments; computes the input (on
+        the cluster when there is a client), sends nothing to any model."""
         from ..batch.accessor import LLMAccessor
 
-        frame = _concat(_pieces(self._frame))
+        frame = _concat(_pieces(self._frame, client))
         return LLMAccessor(frame).estimate(prompt, session=session, **settings)
 
 
@@ -57,23 +58,28 @@ class DaskLLMSeriesAccessor:
 
     def map(self, prompt, *, session=None, client=None, rows_per_task=None, **settings):
         """What `ddf.llm.map` does, over the Series' values."""
-        pieces = [_series_frame(p) for p in _pieces(self._series)]
-        return _run(pieces, self._series, prompt, session=session, client=client,
+        client = _client(client)
+        pieces = [_series_frame(p) for p in _pieces(self._series, client)]
+        return _run(pieces, self._series, client, prompt, session=session,
                     rows_per_task=rows_per_task, series=True, settings=settings)
 
-    def estimate(self, prompt, *, session=None, **settings):
+    def estimate(self, prompt, *, session=None, client=None, **settings):
         """Expected tokens and cost of `map` with the same arguments; sends nothing."""
         from ..batch.accessor import LLMSeriesAccessor
 
-        return LLMSeriesAccessor(_concat(_pieces(self._series))).estimate(
+        return LLMSeriesAccessor(_concat(_pieces(self._series, client))).estimate(
             prompt, session=session, **settings)
 
 
-def _pieces(collection) -> list:
-    """The input's partitions as pandas objects, computed on the cluster."""
+def _pieces(collection, client) -> list:
+    """The input's partitions as pandas objects: computed on the cluster of `client`, or by
+    dask's default scheduler (the current client, if any) without one."""
     import dask
 
-    return list(dask.compute(*collection.to_delayed()))
+    parts = collection.to_delayed()
+    if client is None:
+        return list(dask.compute(*parts))
+    return list(client.gather(client.compute(parts)))
 
 
 def _concat(pieces: list):
@@ -88,13 +94,12 @@ def _series_frame(piece):
     return LLMSeriesAccessor(piece)._frame()
 
 
-def _run(pieces: list, collection, prompt, *, session, client, rows_per_task, series: bool,
+def _run(pieces: list, collection, client, prompt, *, session, rows_per_task, series: bool,
          settings: dict):
     from ..batch import accessor as pandas_accessor
     from ..batch import api
     from .dispatch import ClusterRows
 
-    client = _client(client)
     dispatch = ClusterRows(client, rows_per_task=rows_per_task)
     frame = _concat(pieces)
     s = pandas_accessor._session(session)
@@ -122,12 +127,17 @@ class _no_context:
 
 
 def _client(client):
-    if client is not None:
-        return client
-    from distributed import get_client
-
     from ..errors import UserError
 
+    try:
+        from distributed import Client, get_client
+    except ImportError:
+        raise UserError("ddf.llm.map runs on a Dask cluster, which needs distributed: "
+                        "pip install 'llm-notebook[dask]'") from None
+    if client is not None:
+        if not isinstance(client, Client):
+            raise UserError(f"client= takes a distributed.Client, not {type(client).__name__}")
+        return client
     try:
         return get_client()
     except ValueError:

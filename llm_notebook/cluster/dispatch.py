@@ -62,7 +62,7 @@ class ClusterRows:
         rows_of = {f.key: chunk for f, chunk in zip(futures, chunks)}
         inbox: asyncio.Queue = asyncio.Queue()
         stop = threading.Event()
-        _drain_in_thread(futures, inbox, asyncio.get_running_loop(), stop)
+        _drain_in_thread(client, futures, inbox, asyncio.get_running_loop(), stop)
         run.in_flight = len(todo)
         try:
             for _ in futures:
@@ -123,23 +123,36 @@ def _close(client, run_id: str, futures: list) -> None:
             client.cancel(pending)
 
 
-def _drain_in_thread(futures: list, inbox: asyncio.Queue, loop, stop: threading.Event) -> None:
+def _drain_in_thread(client, futures: list, inbox: asyncio.Queue, loop,
+                     stop: threading.Event) -> None:
     """Put (key, results, error) of each task on `inbox` as it finishes. distributed's
     as_completed blocks, so it runs on a daemon thread (an interrupted kernel never waits
     for it)."""
     from distributed import as_completed
 
+    def post(item) -> bool:
+        try:
+            loop.call_soon_threadsafe(inbox.put_nowait, item)
+            return True
+        except RuntimeError:               # the loop is closed: nobody is waiting any more
+            return False
+
     def drain() -> None:
-        for future in as_completed(futures):
-            if stop.is_set():
-                return
-            try:
-                item = (future.key, future.result(), None)
-            except BaseException as exc:   # a task that failed for good (or was cancelled)
-                item = (future.key, None, exc)
-            try:
-                loop.call_soon_threadsafe(inbox.put_nowait, item)
-            except RuntimeError:           # the loop is closed
-                return
+        posted = set()
+        try:
+            for future in as_completed(futures, loop=client.loop):
+                if stop.is_set():
+                    return
+                try:
+                    item = (future.key, future.result(), None)
+                except BaseException as exc:   # a task that failed for good (or was cancelled)
+                    item = (future.key, None, exc)
+                posted.add(future.key)
+                if not post(item):
+                    return
+        except BaseException as exc:           # the client itself failed: no task will come back
+            for future in futures:
+                if future.key not in posted and not post((future.key, None, exc)):
+                    return
 
     threading.Thread(target=drain, name="llm-notebook-cluster-results", daemon=True).start()
