@@ -220,3 +220,31 @@ def test_without_a_client_the_error_says_how_to_start_one(loop_session, loopback
     with pytest.raises(UserError, match="start a client first"):
         frame(3).llm.map("Say {x}", model=MODEL, progress=False)
     assert loopback.stats()["requests"] == 0
+
+
+def test_the_budget_holds_for_the_whole_cluster(loop_session, loopback, client):
+    # $0.1 per output token: a row holds ~$1 (max_tokens=10) and spends ~$0.5 (its 5 tokens).
+    loop_session.config.prices = {MODEL: {"input": 0.0, "output": 100_000.0}}
+    loopback.configure(latency=0.1)
+    with pytest.warns(UserWarning, match="stopped before crossing its budget"):
+        out = frame(16).llm.map("Say {x}", model=MODEL, progress=False, client=client,
+                                max_tokens=10, budget=3.5, concurrency=4, rows_per_task=2)
+    info = out.llm_info
+    assert len(info["workers"]) == 2 and 0 < info["ok"] < 16
+    assert info["cost"] <= 3.5 and loopback.stats()["requests"] == info["ok"]
+    assert info["status"] == "budget"
+    unsent = [c for c in job_calls(loop_session, info["job_id"]) if c["status"] != "ok"]
+    assert unsent == []       # rows refused before sending are not calls: nothing was sent
+
+
+def test_progress_follows_the_cluster_run(loop_session, loopback, client, capsys):
+    loopback.configure(latency=0.2)
+    loopback.script([{"kind": "400", "match": "row 5"}])
+    frame(12).llm.map("Say {x}", model=MODEL, progress="text", client=client, concurrency=2,
+                      rows_per_task=2)
+    lines = capsys.readouterr().err.replace("\r", "\n").splitlines()
+    done = [line for line in lines if "rows" in line]
+    assert "12/12 rows · 1 errors" in done[-1] and "done" in done[-1]
+    assert any("/12 rows" in line and not line.split("] ")[1].startswith(("0/", "12/"))
+               for line in done), done          # it moved while the rows ran
+    assert any("rows/s" in line for line in done)
