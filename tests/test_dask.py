@@ -248,3 +248,37 @@ def test_progress_follows_the_cluster_run(loop_session, loopback, client, capsys
     assert any("/12 rows" in line and not line.split("] ")[1].startswith(("0/", "12/"))
                for line in done), done          # it moved while the rows ran
     assert any("rows/s" in line for line in done)
+
+
+def test_on_error_raise_stops_the_cluster_and_a_rerun_sends_the_rest(loop_session, loopback,
+                                                                     client):
+    from llm_notebook.batch.engine import BatchStopped
+
+    loopback.configure(latency=0.2)
+    loopback.script([{"kind": "400", "match": "row 1"}])
+    ddf = frame(16)
+    with pytest.raises(BatchStopped, match="row 1 failed"):
+        ddf.llm.map("Say {x}", model=MODEL, progress=False, client=client, concurrency=2,
+                    rows_per_task=2, on_error="raise")
+    first = sum(sent(loopback).values())
+    assert first < 16                                   # the cluster stopped sending
+    time.sleep(0.5)                                     # nothing goes on behind our back
+    assert sum(sent(loopback).values()) == first
+    loopback.reset()
+    out = ddf.llm.map("Say {x}", model=MODEL, progress=False, client=client)
+    assert out.llm_info["ok"] == 16
+    assert sum(sent(loopback).values()) == 16 - (first - 1)   # the answered rows are not sent
+
+
+def test_ddf_llm_registers_when_dask_loads_after_llm_notebook():
+    import subprocess
+    import sys
+
+    code = ("import sys, llm_notebook; assert 'dask' not in sys.modules; "
+            "import pandas as pd, dask.dataframe as dd; "
+            "d = dd.from_pandas(pd.DataFrame({'x': ['a']}), npartitions=1); "
+            "print(type(d.llm).__name__, type(d.x.llm).__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["DaskLLMAccessor", "DaskLLMSeriesAccessor"]

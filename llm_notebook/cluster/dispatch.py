@@ -8,7 +8,9 @@ progress moves as tasks come back and a lost worker costs only its tasks' rows: 
 runs a task again elsewhere when its worker dies, and an outcome is taken once per row
 (`take_outcome`), so a row answered twice is logged once.
 
-Rows in flight when the kernel stops the run (Ctrl-C) are not logged: the next run sends them.
+A stop (the widget's, on_error='raise') closes the run's gate, so no attempt starts any more,
+and still takes what the tasks bring back. After Ctrl-C the kernel does not wait: the rows in
+flight then are not logged, and the next run sends them again.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class ClusterRows:
         stop = threading.Event()
         _drain_in_thread(client, futures, inbox, asyncio.get_running_loop(), stop)
         run.in_flight = len(todo)
+        closed = False
         try:
             for _ in futures:
                 key, results, error = await inbox.get()
@@ -72,8 +75,11 @@ class ClusterRows:
                 else:
                     self._lost(run, rows_of[key], error)
                 run.in_flight -= len(rows_of[key])
-                if run.stop_reason is not None and run.stop_reason != BUDGET:
-                    break               # stopped (widget, on_error='raise'): send no more
+                if not closed and run.stop_reason is not None and run.stop_reason != BUDGET:
+                    # Stopped (the widget, on_error='raise'): no attempt starts any more; the
+                    # tasks still come back, so the rows they had answered are logged.
+                    closed = True
+                    await asyncio.to_thread(_close_gate, client, run_id)
         finally:
             stop.set()
             run.in_flight = 0
@@ -114,9 +120,14 @@ def _open(client, run_id: str, secret_id, secret, concurrency: int, rpm, tpm, bu
     return len(client.scheduler_info(n_workers=-1)["workers"])
 
 
+def _close_gate(client, run_id: str) -> None:
+    client.sync(client.scheduler.llm_gate_close, run=run_id)
+
+
 def _close(client, run_id: str, futures: list) -> None:
+    """The run is over (or Ctrl-C'd): its gate closes, its unfinished tasks are cancelled."""
     try:
-        client.sync(client.scheduler.llm_gate_close, run=run_id)
+        _close_gate(client, run_id)
     finally:
         pending = [f for f in futures if not f.done()]
         if pending:

@@ -64,7 +64,12 @@ class ClusterGate(SchedulerPlugin):
 
     def close_run(self, run: str) -> dict | None:
         limits = self.runs.pop(run, None)
-        return None if limits is None else _stats(limits)
+        if limits is None:
+            return None
+        # Attempts waiting for a slot are let through, to be told the run is over.
+        limits.limit.limit = float(max(limits.limit.maximum, len(limits.limit._waiters) + 1) * 2)
+        limits.limit._wake()
+        return _stats(limits)
 
     def stats(self, run: str) -> dict | None:
         limits = self.runs.get(run)
@@ -90,6 +95,8 @@ class ClusterGate(SchedulerPlugin):
         except BaseException:
             limits.limit.release()
             raise
+        if self.runs.get(run) is not limits:
+            return CLOSED            # ended while this attempt waited (its slot died with it)
         if worker not in self.scheduler.workers:
             # It died while waiting: remove_worker has already given back what it held.
             limits.limit.release()
@@ -129,6 +136,10 @@ def _stats(limits: _RunLimits) -> dict:
             "rate_limited": limits.rate_limited, "spent": limits.spent}
 
 
+class RunClosed(Exception):
+    """The kernel ended the run (a stop, on_error='raise', Ctrl-C): send nothing more."""
+
+
 class WorkerGate:
     """The executor's gate (call/executor.py) on a worker: every attempt passes the cluster's
     gate in the scheduler. `leave` is synchronous in the executor, so its message is sent in
@@ -149,7 +160,7 @@ class WorkerGate:
         if answer == BUDGET_REFUSED:
             raise BudgetExceeded("not sent: it could cross the run's budget")
         if answer != GO:
-            raise asyncio.CancelledError()      # the run was ended by the kernel
+            raise RunClosed()
         self.holds[id(call)] = cost
 
     def leave(self, call, error, answer) -> bool:

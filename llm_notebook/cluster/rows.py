@@ -20,7 +20,7 @@ from ..call.executor import Call, execute
 from ..errors import BudgetExceeded
 from ..retry import RetryPolicy
 from . import secrets
-from .gate import WorkerGate
+from .gate import RunClosed, WorkerGate
 
 
 @dataclass
@@ -75,6 +75,10 @@ async def run_rows(job: RowsJob, rows: list) -> list:
             except BudgetExceeded:
                 stopped = True
                 results.append(RowResult(i, None, worker.address, os.getpid(), budget=True))
+                continue
+            except RunClosed:
+                stopped = True
+                results.append(RowResult(i, None, worker.address, os.getpid()))
                 continue
             outcome.exception = None      # raised to single callers only; may not pickle
             results.append(RowResult(i, outcome, worker.address, os.getpid()))
