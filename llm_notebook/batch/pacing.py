@@ -111,6 +111,12 @@ class AdaptiveLimit:
                 self.in_flight += 1
                 future.set_result(None)
 
+    def open_wide(self) -> None:
+        """Let every waiter through and take no more turns (the gate is closing: they are
+        about to hear that their run is over)."""
+        self.limit = float(max(self.maximum, self.in_flight + len(self._waiters)) + 1)
+        self._wake()
+
     def on_success(self) -> None:
         if self.limit < self.maximum:
             self.limit = min(float(self.maximum), self.limit + 1.0 / self.limit)

@@ -29,6 +29,7 @@ from .rows import RowsJob, RowsWorker, run_rows
 
 TASKS_PER_WORKER = 4          # tasks per worker over a run: short tails, steady progress
 MAX_ROWS_PER_TASK = 200       # a lost worker re-runs at most this many rows
+LOCAL_ROWS_IN_FLIGHT = 1_000_000   # the embedded model: no cluster-wide limit (see below)
 
 
 class ClusterRows:
@@ -52,9 +53,12 @@ class ClusterRows:
                       prices=dict(run.session.config.prices or {}), pace_out=run.pace_out,
                       budget_out=run.budget_out, width=run.limit.maximum,
                       budgeted=run.budget.limit is not None, secret_id=secret_id)
+        # The embedded model's limit is each worker's CPU (one row at a time per worker, in
+        # rows.py), not a provider's: the cluster's gate does not narrow it.
+        width = run.limit.maximum if route.kind != "local" else LOCAL_ROWS_IN_FLIGHT
         n_workers = await asyncio.to_thread(
-            _open, client, run_id, secret_id, secret, run.limit.maximum, run.pacer.rpm,
-            run.pacer.tpm, run.budget.limit)
+            _open, client, run_id, secret_id, secret, width, run.pacer.rpm, run.pacer.tpm,
+            run.budget.limit)
         size = self.rows_per_task or _task_size(len(todo), n_workers)
         chunks = [todo[k:k + size] for k in range(0, len(todo), size)]
         self.tasks = len(chunks)

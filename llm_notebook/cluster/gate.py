@@ -66,9 +66,7 @@ class ClusterGate(SchedulerPlugin):
         limits = self.runs.pop(run, None)
         if limits is None:
             return None
-        # Attempts waiting for a slot are let through, to be told the run is over.
-        limits.limit.limit = float(max(limits.limit.maximum, len(limits.limit._waiters) + 1) * 2)
-        limits.limit._wake()
+        limits.limit.open_wide()     # attempts waiting for a slot hear that the run is over
         return _stats(limits)
 
     def stats(self, run: str) -> dict | None:

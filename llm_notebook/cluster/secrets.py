@@ -61,12 +61,12 @@ class KeyRing:
     one plugin (registering again replaces it, so earlier runs' sets are kept in it)."""
 
     def __init__(self):
-        self._by_client: dict[int, dict] = {}
+        self._by_client: dict[tuple, dict] = {}
 
     def give(self, client, secret_id: str | None, secret) -> None:
         if secret_id is None:
             return
-        known = self._by_client.setdefault(id(client), {})
+        known = self._by_client.setdefault((client.id, client.scheduler.address), {})
         if secret_id in known:
             return
         known[secret_id] = secret
