@@ -58,6 +58,11 @@ async def run_rows(job: RowsJob, rows: list) -> list:
     price = pricing.pricer(route.model, job.prices)
     gate = WorkerGate(worker, job.run, job.pace_out, job.budgeted)
     await providers.prepare(route)
+    if route.kind == "http":
+        # Loaded before the first attempt takes its turn at the gate: a worker's first import
+        # of the lean client (aiohttp; ~0.5 s on a busy machine) after its turn would send
+        # late, then together with the next turns, bunched at the provider.
+        from ..providers import http  # noqa: F401
     results: list = []
     todo = iter(rows)
     stopped = False
