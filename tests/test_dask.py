@@ -19,7 +19,8 @@ from distributed import Client, LocalCluster
 from distributed.diagnostics.plugin import SchedulerPlugin
 
 MODEL = "loop/loopback-model"
-SENTINEL = "sk-sentinel-7c0ffee5-do-not-show"
+# Not key-shaped: only its registration with each worker's redaction can mask it there.
+SENTINEL = "plain words 7c0ffee5 as a key"
 
 
 @pytest.fixture(scope="module")
@@ -284,3 +285,16 @@ def test_ddf_llm_registers_when_dask_loads_after_llm_notebook():
                          timeout=120, cwd=os.path.dirname(os.path.dirname(__file__)))
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["DaskLLMAccessor", "DaskLLMSeriesAccessor"]
+
+
+@pytest.mark.local_model
+def test_the_embedded_model_answers_on_every_worker(nb_session, client):
+    ddf = frame(4, parts=2)
+    out = ddf.llm.map("Name a colour like {x}", model="local/smollm2", progress=False,
+                      client=client, max_tokens=4, temperature=0, rows_per_task=1)
+    info = out.llm_info
+    assert info["ok"] == 4 and len(info["workers"]) == 2, info
+    got = out.compute()
+    assert list(got.index) == list(range(100, 104)) and all(len(t) > 0 for t in got)
+    calls = job_calls(nb_session, info["job_id"])
+    assert len(calls) == 4 and all(c["output_tokens"] for c in calls)
