@@ -59,19 +59,22 @@ class ClusterRows:
         n_workers = await asyncio.to_thread(
             _open, client, run_id, secret_id, secret, width, run.pacer.rpm, run.pacer.tpm,
             run.budget.limit)
-        size = self.rows_per_task or _task_size(len(todo), n_workers)
-        chunks = [todo[k:k + size] for k in range(0, len(todo), size)]
-        self.tasks = len(chunks)
-        futures = [client.submit(run_rows, job, [(i, run.messages[i]) for i in chunk],
-                                 key=f"llm-rows-{run_id}-{n}", pure=False)
-                   for n, chunk in enumerate(chunks)]
-        rows_of = {f.key: chunk for f, chunk in zip(futures, chunks)}
-        inbox: asyncio.Queue = asyncio.Queue()
+        futures: list = []
         stop = threading.Event()
-        _drain_in_thread(client, futures, inbox, asyncio.get_running_loop(), stop)
-        run.in_flight = len(todo)
         closed = False
         try:
+            size = self.rows_per_task or _task_size(len(todo), n_workers)
+            chunks = [todo[k:k + size] for k in range(0, len(todo), size)]
+            self.tasks = len(chunks)
+            for n, chunk in enumerate(chunks):
+                futures.append(client.submit(run_rows, job, [(i, run.messages[i]) for i in chunk],
+                                             key=f"llm-rows-{run_id}-{n}", pure=False))
+            rows_of = {f.key: chunk for f, chunk in zip(futures, chunks)}
+            inbox: asyncio.Queue = asyncio.Queue()
+            _drain_in_thread(client, futures, inbox, asyncio.get_running_loop(), stop)
+            # Rows on the cluster (sent or waiting for a worker): the progress display's
+            # "in flight".
+            run.in_flight = len(todo)
             for _ in futures:
                 key, results, error = await inbox.get()
                 if error is None:
