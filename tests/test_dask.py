@@ -214,6 +214,9 @@ def test_keys_reach_workers_outside_the_graph_dashboard_and_logs(nb_session, loo
     failed = [c for c in calls if c["status"] == "error"]
     assert len(failed) == 1 and failed[0]["error_kind"] == "auth"
     assert SENTINEL not in repr(calls)
+    # The keys left the workers with the run.
+    assert client.run(lambda dask_worker: "llm-notebook-keys" in dask_worker.plugins) == \
+        {w: False for w in workers}
 
 
 def test_without_a_client_the_error_says_how_to_start_one(loop_session, loopback, client):

@@ -90,7 +90,7 @@ class ClusterRows:
         finally:
             stop.set()
             run.in_flight = 0
-            await asyncio.to_thread(_close, client, run_id, futures)
+            await asyncio.to_thread(_close, client, run_id, futures, secret_id)
         for i in todo:
             run.not_sent(i)             # left over from a stop: not run (or over the budget)
 
@@ -131,14 +131,16 @@ def _close_gate(client, run_id: str) -> None:
     client.sync(client.scheduler.llm_gate_close, run=run_id)
 
 
-def _close(client, run_id: str, futures: list) -> None:
-    """The run is over (or Ctrl-C'd): its gate closes, its unfinished tasks are cancelled."""
+def _close(client, run_id: str, futures: list, secret_id) -> None:
+    """The run is over (or Ctrl-C'd): its gate closes, its unfinished tasks are cancelled, its
+    keys leave the workers unless another run uses them."""
     try:
         _close_gate(client, run_id)
     finally:
         pending = [f for f in futures if not f.done()]
         if pending:
             client.cancel(pending)
+        secrets.KEYS.take_back(client, secret_id)
 
 
 def _drain_in_thread(client, futures: list, inbox: asyncio.Queue, loop,

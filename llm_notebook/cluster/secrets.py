@@ -57,20 +57,45 @@ def split(route, options: dict) -> tuple:
 
 
 class KeyRing:
-    """The kernel's side: every credential set given to one client's workers, registered as
-    one plugin (registering again replaces it, so earlier runs' sets are kept in it)."""
+    """The kernel's side: the credential sets its running runs gave one client's workers, as
+    one plugin (registering again replaces it). When the last of them ends, the plugin is
+    unregistered: keys stay on a cluster only while a run needs them."""
 
     def __init__(self):
-        self._by_client: dict[tuple, dict] = {}
+        self._by_client: dict[tuple, dict] = {}     # client -> {secret id: [secret, runs]}
 
     def give(self, client, secret_id: str | None, secret) -> None:
         if secret_id is None:
             return
-        known = self._by_client.setdefault((client.id, client.scheduler.address), {})
-        if secret_id in known:
+        held = self._by_client.setdefault(_client_key(client), {})
+        if secret_id in held:
+            held[secret_id][1] += 1
             return
-        known[secret_id] = secret
-        client.register_plugin(ProviderKeys(known), name=PLUGIN_NAME)
+        held[secret_id] = [secret, 1]
+        self._register(client, held)
+
+    def take_back(self, client, secret_id: str | None) -> None:
+        held = self._by_client.get(_client_key(client))
+        if secret_id is None or not held or secret_id not in held:
+            return
+        held[secret_id][1] -= 1
+        if held[secret_id][1] > 0:
+            return
+        del held[secret_id]
+        if held:
+            self._register(client, held)
+        else:
+            del self._by_client[_client_key(client)]
+            client.unregister_worker_plugin(PLUGIN_NAME)
+
+    @staticmethod
+    def _register(client, held: dict) -> None:
+        client.register_plugin(ProviderKeys({k: v[0] for k, v in held.items()}),
+                               name=PLUGIN_NAME)
+
+
+def _client_key(client) -> tuple:
+    return client.id, client.scheduler.address
 
 
 KEYS = KeyRing()
