@@ -5,7 +5,8 @@ run's tasks carry its route and options with every credential taken out, plus an
 The credentials go to the workers in a WorkerPlugin: the scheduler keeps it (pickled) to give
 to every worker that joins later, a restarted one too, and a task looks its credentials up
 by id on the worker it runs on. The plugin registers each key with the worker's redaction,
-so an error body that echoes a key is redacted there as it is in the kernel.
+so an error body that echoes a key is redacted there as it is in the kernel. The plugin is
+unregistered when the kernel's last run that needs it ends.
 """
 
 from __future__ import annotations
