@@ -104,8 +104,14 @@ def _run(pieces: list, collection, client, prompt, *, session, rows_per_task, se
     frame = _concat(pieces)
     s = pandas_accessor._session(session)
     placeholders = pandas_accessor._series_placeholders() if series else _no_context()
+    for name, value, why in (("background", True, "it runs now, like persist()"),
+                             ("via", "batch_api", "its rows run on the cluster's workers")):
+        if settings.get(name) == value:
+            raise ValueError(f"ddf.llm.map does not take {name}={value!r}: {why}; use "
+                             f"ddf.compute().llm.map(..., {name}={value!r}) for that")
     with placeholders:
-        run, out_schema = api.prepare(s, frame=frame, prompt=prompt, **settings)
+        run, out_schema = api.prepare(s, frame=frame, prompt=prompt, keep_answers=False,
+                                      **settings)
     run.rows_elsewhere = dispatch
     try:
         api.run_sync(run, run.progress)

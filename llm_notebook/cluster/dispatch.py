@@ -1,8 +1,9 @@
 """The kernel's side of a cluster run: the batch engine's rows go to the workers as tasks and
 their outcomes come back to the engine, which logs them (batch/engine.py `rows_elsewhere`).
 
-The engine has already taken every row the log answers (cache, an earlier run's answers,
-recordings) and set equal requests aside, so only rows without an answer are sent. A task is a
+The run's feed (batch/feed.py) hands over the rows a chunk at a time, with every row the log
+answers (cache, an earlier run's answers, recordings) already taken and equal requests set
+aside, so only rows without an answer are sent. A task is a
 few rows (their messages; the run's route and options without credentials, secrets.py), so
 progress moves as tasks come back and a lost worker costs only its tasks' rows: distributed
 runs a task again elsewhere when its worker dies, and an outcome is taken once per row
@@ -18,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import math
-import threading
 import uuid
 
 from ..errors import BUDGET, UNKNOWN
@@ -27,7 +27,7 @@ from . import gate as gates
 from . import secrets
 from .rows import RowsJob, RowsWorker, run_rows
 
-TASKS_PER_WORKER = 4          # tasks per worker over a run: short tails, steady progress
+TASKS_PER_WORKER = 4          # tasks per worker thread over a run: short tails, steady progress
 MAX_ROWS_PER_TASK = 200       # a lost worker re-runs at most this many rows
 LOCAL_ROWS_IN_FLIGHT = 1_000_000   # the embedded model: no cluster-wide limit (see below)
 
@@ -44,8 +44,10 @@ class ClusterRows:
         self.rows_per_task = rows_per_task
         self.workers: collections.Counter = collections.Counter()
         self.tasks = 0
+        self._pending: dict = {}                 # task key -> (future, chunk, rows)
+        self._closed = False
 
-    async def __call__(self, run, todo: list) -> None:
+    async def __call__(self, run, feed) -> None:
         client = self.client
         run_id = f"{run.job_id}-{uuid.uuid4().hex[:8]}"
         route, options, secret_id, secret = secrets.split(run.route, run.options)
@@ -56,48 +58,59 @@ class ClusterRows:
         # The embedded model's limit is each worker's CPU (one row at a time per worker, in
         # rows.py), not a provider's: the cluster's gate does not narrow it.
         width = run.limit.maximum if route.kind != "local" else LOCAL_ROWS_IN_FLIGHT
-        n_workers = await asyncio.to_thread(
+        threads = await asyncio.to_thread(
             _open, client, run_id, secret_id, secret, width, run.pacer.rpm, run.pacer.tpm,
             run.budget.limit)
-        futures: list = []
-        stop = threading.Event()
-        closed = False
+        size = self.rows_per_task or _task_size(run.n - run.counters["done"], threads)
+        # Tasks out at once, at most: every thread busy with one and one more waiting each;
+        # the feed builds the next rows' requests while they run, so a run of millions of rows
+        # holds a few chunks' requests, here and in the scheduler.
+        most = 2 * threads + 2
+        inbox: asyncio.Queue = asyncio.Queue()
+        post = _poster(inbox, asyncio.get_running_loop())
         try:
-            size = self.rows_per_task or _task_size(len(todo), n_workers)
-            chunks = [todo[k:k + size] for k in range(0, len(todo), size)]
-            self.tasks = len(chunks)
-            for n, chunk in enumerate(chunks):
-                futures.append(client.submit(run_rows, job, [(i, run.messages[i]) for i in chunk],
-                                             key=f"llm-rows-{run_id}-{n}", pure=False))
-            rows_of = {f.key: chunk for f, chunk in zip(futures, chunks)}
-            inbox: asyncio.Queue = asyncio.Queue()
-            _drain_in_thread(client, futures, inbox, asyncio.get_running_loop(), stop)
-            # Rows on the cluster (sent or waiting for a worker): the progress display's
-            # "in flight".
-            run.in_flight = len(todo)
-            for _ in futures:
-                key, results, error = await inbox.get()
-                if error is None:
-                    self._take(run, results)
-                else:
-                    self._lost(run, rows_of[key], error)
-                run.in_flight -= len(rows_of[key])
-                if not closed and run.stop_reason is not None and run.stop_reason != BUDGET:
-                    # Stopped (the widget, on_error='raise'): no attempt starts any more; the
-                    # tasks still come back, so the rows they had answered are logged.
-                    closed = True
-                    await asyncio.to_thread(_close_gate, client, run_id)
+            while run.stop_reason is None and (got := await feed.next_chunk()) is not None:
+                chunk, todo = got
+                for k in range(0, len(todo), size):
+                    while len(self._pending) >= most:
+                        await self._settle(run, await inbox.get(), run_id)
+                    if run.stop_reason is not None:
+                        break
+                    rows = todo[k:k + size]
+                    future = client.submit(run_rows, job, [(i, chunk.messages_of(i)) for i in rows],
+                                           key=f"llm-rows-{run_id}-{self.tasks}", pure=False)
+                    self.tasks += 1
+                    self._pending[future.key] = (future, chunk, rows)
+                    run.in_flight += len(rows)   # the progress display's rows on the cluster
+                    future.add_done_callback(post)
+            while self._pending:
+                await self._settle(run, await inbox.get(), run_id)
         finally:
-            stop.set()
             run.in_flight = 0
+            futures = [entry[0] for entry in self._pending.values()]
             await asyncio.to_thread(_close, client, run_id, futures, secret_id)
-        for i in todo:
-            run.not_sent(i)             # left over from a stop: not run (or over the budget)
 
-    def _take(self, run, results: list) -> None:
+    async def _settle(self, run, item: tuple, run_id: str) -> None:
+        key, results, error = item
+        entry = self._pending.pop(key, None)
+        if entry is None:
+            return
+        _future, chunk, rows = entry
+        if error is None:
+            self._take(run, results, chunk)
+        else:
+            self._lost(run, rows, error)
+        run.in_flight -= len(rows)
+        if not self._closed and run.stop_reason is not None and run.stop_reason != BUDGET:
+            # Stopped (the widget, on_error='raise'): no attempt starts any more; the tasks
+            # still come back, so the rows they had answered are logged.
+            self._closed = True
+            await asyncio.to_thread(_close_gate, self.client, run_id)
+
+    def _take(self, run, results: list, chunk) -> None:
         for r in results:
             if r.outcome is not None:
-                if run.take_outcome(r.row, r.outcome):
+                if run.take_outcome(r.row, r.outcome, chunk):
                     self.workers[r.worker] += 1
             else:
                 if r.budget:
@@ -113,18 +126,20 @@ class ClusterRows:
                                      "same map again to send it")
 
 
-def _task_size(rows: int, workers: int) -> int:
-    return max(1, min(MAX_ROWS_PER_TASK, math.ceil(rows / (max(1, workers) * TASKS_PER_WORKER))))
+def _task_size(rows: int, threads: int) -> int:
+    return max(1, min(MAX_ROWS_PER_TASK, math.ceil(rows / (max(1, threads) * TASKS_PER_WORKER))))
 
 
 def _open(client, run_id: str, secret_id, secret, concurrency: int, rpm, tpm, budget) -> int:
-    """(a thread) The gate on the scheduler, the keys on the workers; returns the workers."""
+    """(a thread) The gate on the scheduler, the keys on the workers; returns the cluster's
+    threads."""
     client.register_plugin(gates.ClusterGate(), name=gates.PLUGIN_NAME)
     client.register_plugin(RowsWorker(), name=RowsWorker.name)
     secrets.KEYS.give(client, secret_id, secret)
     client.sync(client.scheduler.llm_gate_open, run=run_id, concurrency=concurrency, rpm=rpm,
                 tpm=tpm, budget=budget)
-    return len(client.scheduler_info(n_workers=-1)["workers"])
+    workers = client.scheduler_info(n_workers=-1)["workers"].values()
+    return max(1, sum(w.get("nthreads", 1) for w in workers))
 
 
 def _close_gate(client, run_id: str) -> None:
@@ -143,36 +158,18 @@ def _close(client, run_id: str, futures: list, secret_id) -> None:
         secrets.KEYS.take_back(client, secret_id)
 
 
-def _drain_in_thread(client, futures: list, inbox: asyncio.Queue, loop,
-                     stop: threading.Event) -> None:
-    """Put (key, results, error) of each task on `inbox` as it finishes. distributed's
-    as_completed blocks, so it runs on a daemon thread (an interrupted kernel never waits
-    for it)."""
-    from distributed import as_completed
+def _poster(inbox: asyncio.Queue, loop):
+    """A task's done-callback (distributed runs it on a thread of its own): its (key, results,
+    error) go to `inbox` on the run's loop."""
 
-    def post(item) -> bool:
+    def post(future) -> None:
+        try:
+            item = (future.key, future.result(), None)
+        except BaseException as exc:     # a task that failed for good (or was cancelled)
+            item = (future.key, None, exc)
         try:
             loop.call_soon_threadsafe(inbox.put_nowait, item)
-            return True
-        except RuntimeError:               # the loop is closed: nobody is waiting any more
-            return False
+        except RuntimeError:             # the loop is closed: nobody is waiting any more
+            pass
 
-    def drain() -> None:
-        posted = set()
-        try:
-            for future in as_completed(futures, loop=client.loop):
-                if stop.is_set():
-                    return
-                try:
-                    item = (future.key, future.result(), None)
-                except BaseException as exc:   # a task that failed for good (or was cancelled)
-                    item = (future.key, None, exc)
-                posted.add(future.key)
-                if not post(item):
-                    return
-        except BaseException as exc:           # the client itself failed: no task will come back
-            for future in futures:
-                if future.key not in posted and not post((future.key, None, exc)):
-                    return
-
-    threading.Thread(target=drain, name="llm-notebook-cluster-results", daemon=True).start()
+    return post
