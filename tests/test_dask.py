@@ -301,3 +301,12 @@ def test_the_embedded_model_answers_on_every_worker(nb_session, client):
     assert list(got.index) == list(range(100, 104)) and all(len(t) > 0 for t in got)
     calls = job_calls(nb_session, info["job_id"])
     assert len(calls) == 4 and all(c["output_tokens"] for c in calls)
+
+
+def test_background_and_batch_api_are_refused_in_one_line(loop_session, loopback, client):
+    from llm_notebook.errors import UserError
+
+    for setting in ({"background": True}, {"via": "batch_api"}):
+        with pytest.raises(UserError, match="ddf.llm.map does not take"):
+            frame(3).llm.map("Say {x}", model=MODEL, client=client, **setting)
+    assert loopback.stats()["requests"] == 0

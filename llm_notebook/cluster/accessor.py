@@ -15,6 +15,7 @@ from __future__ import annotations
 from dask.dataframe.extensions import register_dataframe_accessor, register_series_accessor
 
 from ..batch.settings import HELP
+from ..errors import UserError
 
 
 @register_dataframe_accessor("llm")
@@ -33,6 +34,7 @@ class DaskLLMAccessor:
         client: the distributed.Client to use (default: the current one).
         rows_per_task: rows per task (default: about four tasks per worker, at most 200).
         """
+        _refuse_unsupported(settings)
         client = _client(client)
         pieces = _pieces(self._frame, client)
         return _run(pieces, self._frame, client, prompt, session=session,
@@ -58,6 +60,7 @@ class DaskLLMSeriesAccessor:
 
     def map(self, prompt, *, session=None, client=None, rows_per_task=None, **settings):
         """What `ddf.llm.map` does, over the Series' values."""
+        _refuse_unsupported(settings)
         client = _client(client)
         pieces = [_series_frame(p) for p in _pieces(self._series, client)]
         return _run(pieces, self._series, client, prompt, session=session,
@@ -104,11 +107,6 @@ def _run(pieces: list, collection, client, prompt, *, session, rows_per_task, se
     frame = _concat(pieces)
     s = pandas_accessor._session(session)
     placeholders = pandas_accessor._series_placeholders() if series else _no_context()
-    for name, value, why in (("background", True, "it runs now, like persist()"),
-                             ("via", "batch_api", "its rows run on the cluster's workers")):
-        if settings.get(name) == value:
-            raise ValueError(f"ddf.llm.map does not take {name}={value!r}: {why}; use "
-                             f"ddf.compute().llm.map(..., {name}={value!r}) for that")
     with placeholders:
         run, out_schema = api.prepare(s, frame=frame, prompt=prompt, keep_answers=False,
                                       **settings)
@@ -124,6 +122,19 @@ def _run(pieces: list, collection, client, prompt, *, session, rows_per_task, se
     return _like(collection, result, [len(p) for p in pieces], info)
 
 
+class NotOnACluster(UserError, ValueError):
+    """A setting of df.llm.map that a cluster run cannot honour (shown in one line)."""
+
+
+def _refuse_unsupported(settings: dict) -> None:
+    """Before the input is computed: settings that run a batch in the kernel."""
+    for name, value, why in (("background", True, "it runs now, like persist()"),
+                             ("via", "batch_api", "its rows run on the cluster's workers")):
+        if settings.get(name) == value:
+            raise NotOnACluster(f"ddf.llm.map does not take {name}={value!r}: {why}; use "
+                                f"ddf.compute().llm.map(..., {name}={value!r}) for that")
+
+
 class _no_context:
     def __enter__(self):
         return self
@@ -133,8 +144,6 @@ class _no_context:
 
 
 def _client(client):
-    from ..errors import UserError
-
     try:
         from distributed import Client, get_client
     except ImportError:

@@ -59,7 +59,7 @@ class ClusterRows:
         # rows.py), not a provider's: the cluster's gate does not narrow it.
         width = run.limit.maximum if route.kind != "local" else LOCAL_ROWS_IN_FLIGHT
         threads = await asyncio.to_thread(
-            _open, client, run_id, secret_id, secret, width, run.pacer.rpm, run.pacer.tpm,
+            _open, client, run_id, secret_id, secret, width, run.rpm, run.tpm,
             run.budget.limit)
         size = self.rows_per_task or _task_size(run.n - run.counters["done"], threads)
         # Tasks out at once, at most: every thread busy with one and one more waiting each;
