@@ -310,3 +310,36 @@ def test_background_and_batch_api_are_refused_in_one_line(loop_session, loopback
         with pytest.raises(UserError, match="ddf.llm.map does not take"):
             frame(3).llm.map("Say {x}", model=MODEL, client=client, **setting)
     assert loopback.stats()["requests"] == 0
+
+
+def test_ctrl_c_stops_the_cluster_run_and_the_rerun_sends_the_rest(loop_session, loopback,
+                                                                   client):
+    loopback.configure(latency=0.3)
+    ddf = frame(40)
+    interrupted_at = []
+
+    def ctrl_c_when_rows_run():
+        deadline = time.monotonic() + 30
+        while loopback.stats()["requests"] < 4 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        interrupted_at.append(time.monotonic())
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=ctrl_c_when_rows_run).start()
+    with pytest.raises(KeyboardInterrupt) as raised:
+        ddf.llm.map("Say {x}", model=MODEL, client=client, concurrency=2, rows_per_task=2)
+    assert time.monotonic() - interrupted_at[0] < 2.5      # the kernel is back within ~2 s
+    assert "run the same call again" in str(raised.value)
+    time.sleep(0.8)                                      # the closed gate lets nothing more out
+    first = sum(sent(loopback).values())
+    time.sleep(0.6)
+    assert sum(sent(loopback).values()) == first < 40
+    jobs = loop_session.jobs()
+    assert len(jobs) == 1 and jobs.loc[0, "status"] == "interrupted"
+    logged = int(jobs.loc[0, "done"])
+    # Rows answered in time are logged; the rows then on the cluster are sent again.
+    loopback.reset()
+    loopback.configure(latency=0.0)
+    out = ddf.llm.map("Say {x}", model=MODEL, progress=False, client=client)
+    assert out.llm_info["ok"] == 40 and out.llm_info["job_id"] == jobs.loc[0, "id"]
+    assert sum(sent(loopback).values()) == 40 - logged
