@@ -251,6 +251,7 @@ def test_progress_follows_the_cluster_run(loop_session, loopback, client, capsys
     lines = capsys.readouterr().err.replace("\r", "\n").splitlines()
     done = [line for line in lines if "rows" in line]
     assert "12/12 rows · 1 errors" in done[-1] and "done" in done[-1]
+    assert all("Dask: 2 workers" in line for line in done[1:]), done
     assert any("/12 rows" in line and not line.split("] ")[1].startswith(("0/", "12/"))
                for line in done), done          # it moved while the rows ran
     assert any("rows/s" in line for line in done)

@@ -178,6 +178,7 @@ class BatchRun:
         # cluster: llm_notebook/cluster/) and hands each outcome back through take_outcome();
         # None: the run's own workers call them here.
         self.rows_elsewhere = None
+        self.elsewhere: str | None = None     # where they run, for progress ("Dask: 2 workers")
 
     # -- events -----------------------------------------------------------------------------
 
@@ -711,6 +712,7 @@ class BatchRun:
             "eta": (left / rate) if rate and left else (0.0 if not left else None),
             "elapsed": now - (self.started or now), "status": self.job_status,
             "stopping": self.stop_reason, "via": self.via, "provider": self.provider_status,
+            "elsewhere": self.elsewhere,
         }
 
     def summary(self) -> dict:

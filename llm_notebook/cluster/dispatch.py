@@ -58,9 +58,10 @@ class ClusterRows:
         # The embedded model's limit is each worker's CPU (one row at a time per worker, in
         # rows.py), not a provider's: the cluster's gate does not narrow it.
         width = run.limit.maximum if route.kind != "local" else LOCAL_ROWS_IN_FLIGHT
-        threads = await asyncio.to_thread(
+        workers, threads = await asyncio.to_thread(
             _open, client, run_id, secret_id, secret, width, run.rpm, run.tpm,
             run.budget.limit)
+        run.elsewhere = f"Dask: {workers} worker{'s' if workers != 1 else ''}"
         size = self.rows_per_task or _task_size(run.n - run.counters["done"], threads)
         # Tasks out at once, at most: every thread busy with one and one more waiting each;
         # the feed builds the next rows' requests while they run, so a run of millions of rows
@@ -130,16 +131,17 @@ def _task_size(rows: int, threads: int) -> int:
     return max(1, min(MAX_ROWS_PER_TASK, math.ceil(rows / (max(1, threads) * TASKS_PER_WORKER))))
 
 
-def _open(client, run_id: str, secret_id, secret, concurrency: int, rpm, tpm, budget) -> int:
+def _open(client, run_id: str, secret_id, secret, concurrency: int, rpm, tpm,
+          budget) -> tuple[int, int]:
     """(a thread) The gate on the scheduler, the keys on the workers; returns the cluster's
-    threads."""
+    workers and threads."""
     client.register_plugin(gates.ClusterGate(), name=gates.PLUGIN_NAME)
     client.register_plugin(RowsWorker(), name=RowsWorker.name)
     secrets.KEYS.give(client, secret_id, secret)
     client.sync(client.scheduler.llm_gate_open, run=run_id, concurrency=concurrency, rpm=rpm,
                 tpm=tpm, budget=budget)
     workers = client.scheduler_info(n_workers=-1)["workers"].values()
-    return max(1, sum(w.get("nthreads", 1) for w in workers))
+    return len(workers), max(1, sum(w.get("nthreads", 1) for w in workers))
 
 
 def _close_gate(client, run_id: str) -> None:
