@@ -344,3 +344,21 @@ def test_ctrl_c_stops_the_cluster_run_and_the_rerun_sends_the_rest(loop_session,
     out = ddf.llm.map("Say {x}", model=MODEL, progress=False, client=client)
     assert out.llm_info["ok"] == 40 and out.llm_info["job_id"] == jobs.loc[0, "id"]
     assert sum(sent(loopback).values()) == 40 - logged
+
+
+def test_a_cluster_of_threads_in_this_process_runs_the_same_way(nb_session, loopback):
+    # Client(processes=False) is a common way to start: workers on threads of the kernel.
+    nb_session.add_endpoint("loop", loopback.url, api_key=SENTINEL)
+    loopback.configure(latency=0.05)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster, \
+            Client(cluster, set_as_default=False) as threads:
+        out = frame(12).llm.map("Say {x}", model=MODEL, progress=False, client=threads,
+                                rpm=600, rows_per_task=3)
+        assert list(out.compute()) == [f"Echo: Say row {i}" for i in range(12)]
+        assert out.llm_info["ok"] == 12 and len(out.llm_info["workers"]) == 2
+        times = sorted(loopback.stats()["request_times"])
+        assert times[-1] - times[0] >= 11 * 0.1 * 0.75          # 600 rpm for both workers
+        assert {r["authorization"] for r in loopback.requests()} == {f"Bearer {SENTINEL}"}
+        assert threads.run(lambda dask_worker: "llm-notebook-keys" in dask_worker.plugins) == \
+            {w: False for w in threads.scheduler_info()["workers"]}
