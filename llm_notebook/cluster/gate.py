@@ -84,12 +84,7 @@ class ClusterGate(SchedulerPlugin):
                     limits.limit.release()
                     return BUDGET_REFUSED
                 limits.reserved += cost
-            pacer = limits.pacer
-            if pacer.active or pacer.not_before:
-                wait = pacer.reserve(tokens)
-                while wait > 0:
-                    await asyncio.sleep(wait)
-                    wait = pacer.wait_for_pause()
+            await limits.pacer.take_turn(tokens)
         except BaseException:
             limits.limit.release()
             raise
