@@ -19,46 +19,64 @@ import importlib.abc
 import importlib.util
 import sys
 
-_registered = False
+_registered = set()
 
 
 def register_accessor() -> None:
-    global _registered
-    if _registered:
+    _register("pandas")
+
+
+def _register(module: str) -> None:
+    if module in _registered:
         return
-    _registered = True
-    from .batch import accessor  # noqa: F401  (importing registers df.llm)
+    _registered.add(module)
+    if module == "pandas":
+        from .batch import accessor  # noqa: F401  (importing registers df.llm)
+    else:
+        from .cluster import accessor  # noqa: F401,F811  (registers ddf.llm; the [dask] extra)
 
 
-class _AfterPandasLoads(importlib.abc.MetaPathFinder):
+class _AfterImport(importlib.abc.MetaPathFinder):
+    """Registers an accessor right after `module` is imported by someone, then leaves."""
+
+    def __init__(self, module: str):
+        self.module = module
+
     def find_spec(self, fullname, path, target=None):
-        if fullname != "pandas":
+        if fullname != self.module:
             return None
         sys.meta_path.remove(self)  # one shot; also avoids recursing into ourselves
-        spec = importlib.util.find_spec("pandas")
+        spec = importlib.util.find_spec(fullname)
         if spec is None or spec.loader is None:
             return spec
         original_exec = spec.loader.exec_module
+        module = self.module
 
-        def exec_then_register(module):
-            original_exec(module)
+        def exec_then_register(loaded):
+            original_exec(loaded)
             try:
-                register_accessor()
-            except Exception:  # the accessor must never break `import pandas`
+                _register(module)
+            except Exception:  # the accessor must never break the user's import
                 pass
 
         spec.loader.exec_module = exec_then_register
         return spec
 
 
+# dask.dataframe's `ddf.llm` (cluster/accessor.py) is registered the same way, when dask.dataframe
+# loads: dask offers no entry point for accessors either.
+_WATCHED = ("pandas", "dask.dataframe")
+
+
 def install() -> None:
-    if "pandas" in sys.modules:
-        try:
-            register_accessor()
-        except ImportError:
-            pass
-    elif not any(isinstance(f, _AfterPandasLoads) for f in sys.meta_path):
-        sys.meta_path.insert(0, _AfterPandasLoads())
+    for module in _WATCHED:
+        if module in sys.modules:
+            try:
+                _register(module)
+            except ImportError:
+                pass
+        elif not any(isinstance(f, _AfterImport) and f.module == module for f in sys.meta_path):
+            sys.meta_path.insert(0, _AfterImport(module))
 
 
 install()

@@ -23,7 +23,8 @@ batches need around it:
 - pacing is per model, not per run (pacing.shared_pacer): runs on the same model, background
   jobs included, share its rpm/tpm and Retry-After pauses;
 - `via="batch_api"` sends the rows as provider batches instead of calls (provider_batch.py),
-  and logs and reports them through the same books.
+  and `rows_elsewhere` to a Dask cluster's workers (llm_notebook/cluster/); both log and report
+  them through the same books.
 Nothing per row is heavier than the executor itself: no Response, no pandas, no listeners.
 
 A row is taken by exactly one worker (a shared iterator), so no row is sent twice in a run except
@@ -173,6 +174,11 @@ class BatchRun:
         self._spent_unflushed = 0.0
         self._row_listeners: list = []
         self._progress_listeners: list = []
+        # `await rows_elsewhere(run, feed)` sends the feed's rows somewhere else (a Dask
+        # cluster: llm_notebook/cluster/) and hands each outcome back through take_outcome();
+        # None: the run's own workers call them here.
+        self.rows_elsewhere = None
+        self.elsewhere: str | None = None     # where they run, for progress ("Dask: 2 workers")
 
     # -- events -----------------------------------------------------------------------------
 
@@ -218,6 +224,8 @@ class BatchRun:
                 from . import provider_batch
 
                 await provider_batch.send(self, feed)
+            elif self.rows_elsewhere is not None and feed is not None:
+                await self.rows_elsewhere(self, feed)
             elif self.counters["done"] < self.n:
                 width = 1 if self.route.kind == "local" else min(self.limit.maximum,
                                                                   self.n - self.counters["done"])
@@ -515,6 +523,24 @@ class BatchRun:
 
     # -- outcomes ---------------------------------------------------------------------------
 
+    def take_outcome(self, i: int, result: outcomes.Outcome, chunk: Chunk) -> bool:
+        """(rows_elsewhere) Row i's outcome, made elsewhere; False if the row already has one
+        (a task that ran twice, e.g. re-run after its worker died): it is logged once."""
+        if self.status[i] is not None:
+            return False
+        self.record(i, result, chunk)
+        return True
+
+    def not_sent(self, i: int, kind: str | None = None, message: str | None = None) -> None:
+        """(rows_elsewhere) Row i was not sent: stopped (budget), or failed where it ran."""
+        if self.status[i] is not None:
+            return
+        if kind is None:
+            self._unstarted(i)
+            return
+        self._fail(i, kind, message, attempts=0, call_ref=None)
+        self._mirror(i, None)
+
     def record(self, i: int, result: outcomes.Outcome, chunk: Chunk) -> None:
         """(the row's sink) Buffer row i's call and account for its outcome."""
         if result.status == "interrupted":
@@ -686,6 +712,7 @@ class BatchRun:
             "eta": (left / rate) if rate and left else (0.0 if not left else None),
             "elapsed": now - (self.started or now), "status": self.job_status,
             "stopping": self.stop_reason, "via": self.via, "provider": self.provider_status,
+            "elsewhere": self.elsewhere,
         }
 
     def summary(self) -> dict:
@@ -744,11 +771,8 @@ class _Gate:
         await self.limit.acquire()
         try:
             pacer = self.pacer
-            if pacer.active or pacer.not_before:
-                wait = pacer.reserve(call.est_in + self.run.pace_out)
-                while wait > 0:
-                    await asyncio.sleep(wait)
-                    wait = pacer.wait_for_pause()
+            if pacer.active or pacer.not_before:    # (no coroutine per row when unpaced)
+                await pacer.take_turn(call.est_in + self.run.pace_out)
         except BaseException:
             self.limit.release()
             raise

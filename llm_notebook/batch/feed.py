@@ -144,7 +144,8 @@ class Feed:
         todo = await run.take_chunk(chunk)
         if todo and not self.prepared:
             providers.check_key(run.route)   # (resolved without its key while replaying)
-            await providers.prepare(run.route)
+            if run.rows_elsewhere is None:   # (a cluster's workers load it, not this kernel)
+                await providers.prepare(run.route)
             self.prepared = True
         return chunk, todo
 

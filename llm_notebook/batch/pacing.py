@@ -119,6 +119,15 @@ class RatePacer:
             with self._lock:
                 self.not_before = max(self.not_before, time.monotonic() + float(seconds))
 
+    async def take_turn(self, tokens: int) -> None:
+        """Wait until a send of `tokens` may start (its booking, then any Retry-After pause
+        that comes up meanwhile); returns at once when nothing paces the sends."""
+        if self.active or self.not_before:
+            wait = self.reserve(tokens)
+            while wait > 0:
+                await asyncio.sleep(wait)
+                wait = self.wait_for_pause()
+
     def wait_for_pause(self) -> float:
         return max(0.0, self.not_before - time.monotonic())
 
@@ -173,6 +182,12 @@ class AdaptiveLimit:
             if not future.done():
                 self.in_flight += 1
                 future.set_result(None)
+
+    def open_wide(self) -> None:
+        """Let every waiter through and take no more turns (the gate is closing: they are
+        about to hear that their run is over)."""
+        self.limit = float(max(self.maximum, self.in_flight + len(self._waiters)) + 1)
+        self._wake()
 
     def on_success(self) -> None:
         if self.limit < self.maximum:

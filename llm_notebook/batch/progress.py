@@ -82,6 +82,8 @@ def describe(s: dict, *, timing: bool = True) -> str:
         parts.append("price unknown")
     if s.get("provider"):
         parts.append(f"provider batch: {s['provider']}")
+    if s.get("elsewhere"):
+        parts.append(s["elsewhere"])
     if s["status"] != "running":
         parts.append(s["status"])
     elif s.get("stopping"):
