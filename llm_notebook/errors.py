@@ -96,3 +96,11 @@ class BudgetExceeded(LLMError):
 
 class ResponseFormatError(UserError, ValueError):
     """A response's text was not what the caller asked for (e.g. not JSON)."""
+
+
+class AttachmentError(LLMError, ValueError):
+    """An attachment that cannot be sent (unreadable, too large, not an image or PDF, or for a
+    model that takes none): refused before anything is sent."""
+
+    def __init__(self, message: str):
+        super().__init__(message, kind=CONFIG)

@@ -750,3 +750,16 @@ def m052_calls_replayed(db: sqlite3.Connection) -> None:
     database["calls"].add_column("replayed", int, not_null_default=0)
     run_script(db, "DROP TRIGGER IF EXISTS calls_usage_rollups;")
     run_script(db, rollup_trigger_sql("calls_usage_rollups", untimed="new.cached OR new.replayed"))
+
+
+@migration
+def m080_embeddings(db: sqlite3.Connection) -> None:
+    # Embeddings are cached like answers (llm_notebook/embeddings/): one vector per model and
+    # text, as little-endian float32 bytes; the call that computed it is in `calls`.
+    from sqlite_utils import Database
+
+    database = Database(db, recursive_triggers=False, execute_plugins=False)
+    database["embeddings"].create(
+        {"model": str, "text_sha256": str, "dimensions": int, "vector": bytes, "call_id": int,
+         "created": float},
+        pk=("model", "text_sha256"), not_null={"dimensions", "vector", "created"})

@@ -79,15 +79,19 @@ def prepare(session, *, frame=None, prompts=None, prompt=None, options: dict | N
     limit_tokens = inputs.max_prompt_tokens(route)
     if frame is not None:
         spec.system = system_text
-        reqs = inputs.from_frame(frame, spec, max_tokens=limit_tokens)
+        reqs = inputs.from_frame(frame, spec, max_tokens=limit_tokens, attach=settings.attachments)
         label = spec.name or spec.prompt
     else:
+        if settings.attachments is not None:
+            raise TypeError("attachments= names DataFrame columns (df.llm.map); in batch() give "
+                            "each prompt as messages whose content holds the attachments")
         if isinstance(prompts, (str, bytes)) or not hasattr(prompts, "__len__"):
             raise TypeError("batch() takes a list of prompts (strings or message lists); for one "
                             "prompt use ask()")
         reqs = inputs.from_list(list(prompts), system_text, max_tokens=limit_tokens)
         first = next((p for p in reqs.prompts if p is not None), None)
         label = first
+    _refuse_attachments(route, reqs.messages)
     if settings.on_error == "raise" and reqs.errors:
         i = min(reqs.errors)
         raise ValueError(f"row {i}: {reqs.errors[i][1]} ({len(reqs.errors)} bad row(s) in all; nothing was "
@@ -111,6 +115,15 @@ def prepare(session, *, frame=None, prompts=None, prompt=None, options: dict | N
         _refuse_not_recorded(run)
         _refuse_over_budget(session, run)
     return run, out_schema
+
+
+def _refuse_attachments(route, messages: list) -> None:
+    """A model that cannot take the rows' attachments refuses the whole run before any row."""
+    from ..attachments import refuse_for, references
+
+    refs = [ref for m in messages if m is not None for ref in references(m)]
+    if refs:
+        refuse_for(route, refs)
 
 
 def _refuse_not_recorded(run: BatchRun) -> None:

@@ -115,8 +115,9 @@ def max_prompt_tokens(route) -> int:
     return pricing.context_window(route.model) or DEFAULT_MAX_PROMPT_TOKENS
 
 
-def from_frame(df, spec: PromptSpec, *, max_tokens: int) -> Requests:
-    """One request per DataFrame row, filling `{column}` placeholders from that row's cells."""
+def from_frame(df, spec: PromptSpec, *, max_tokens: int, attach: list | None = None) -> Requests:
+    """One request per DataFrame row, filling `{column}` placeholders from that row's cells;
+    the cells of the `attach` columns go with the prompt as attachments."""
     try:
         template = placeholders.parse(spec.prompt)
         system_template = placeholders.parse(spec.system) if spec.system else None
@@ -132,7 +133,8 @@ def from_frame(df, spec: PromptSpec, *, max_tokens: int) -> Requests:
     names = list(template.variables)
     if system_template is not None:
         names += [v for v in system_template.variables if v not in names]
-    if not names:
+    attach_columns = _attachment_columns(df, attach)
+    if not names and not attach_columns:
         raise ValueError(
             "the prompt has no {column} placeholders, so every row would send the same request; "
             "name the column(s) to fill in, e.g. 'Summarize: {text}'. Columns: "
@@ -164,6 +166,9 @@ def from_frame(df, spec: PromptSpec, *, max_tokens: int) -> Requests:
                 system = system_template.render(values) if system_template is not None else None
             except placeholders.PlaceholderError as exc:
                 bad = str(exc)
+        attached = []
+        if bad is None and attach_columns:
+            attached, bad = _row_attachments(attach_columns, i)
         if bad is not None:
             errors[i] = (BAD_INPUT, f"{bad}; the row was not sent")
             continue
@@ -173,8 +178,39 @@ def from_frame(df, spec: PromptSpec, *, max_tokens: int) -> Requests:
             errors[i] = (CONTEXT_WINDOW, _oversized(size, max_tokens, f"column '{longest}'"))
             continue
         prompts[i] = prompt
-        messages[i] = _messages(system, prompt)
+        messages[i] = _messages(system, prompt, attached)
     return Requests(messages, prompts, errors)
+
+
+def _attachment_columns(df, attach) -> dict:
+    """{column: its cells} of the `attachments=` setting (a name or a list of names)."""
+    if attach is None:
+        return {}
+    names = [attach] if isinstance(attach, str) or not hasattr(attach, "__iter__") else list(attach)
+    columns = {}
+    for name in names:
+        if name not in df.columns:
+            raise MissingColumnError(str(name), list(df.columns))
+        columns[name] = df[name].tolist()
+    return columns
+
+
+def _row_attachments(columns: dict, i: int) -> tuple[list, str | None]:
+    """Row i's attachments, or why the row cannot be sent (a missing cell, an unreadable or
+    unsupported file: only that row fails)."""
+    from ..attachments import load
+    from ..errors import AttachmentError
+
+    found = []
+    for name, cells in columns.items():
+        cell = cells[i]
+        if cell is None or (isinstance(cell, float) and math.isnan(cell)) or _is_missing_scalar(cell):
+            return [], f"attachment column '{name}' is missing (None/NaN)"
+        try:
+            found.append(load(cell))
+        except AttachmentError as exc:
+            return [], f"attachment column '{name}': {exc.message}"
+    return found, None
 
 
 def from_list(items, spec_system: str | None, *, max_tokens: int) -> Requests:
@@ -207,10 +243,16 @@ def from_list(items, spec_system: str | None, *, max_tokens: int) -> Requests:
     return Requests(messages, prompts, errors)
 
 
-def _messages(system: str | None, prompt: str) -> list[dict]:
+def _messages(system: str | None, prompt: str, attached: list = ()) -> list[dict]:
+    if attached:
+        from ..attachments import user_content
+
+        user = {"role": "user", "content": user_content(prompt, attached)}
+    else:
+        user = {"role": "user", "content": prompt}
     if system:
-        return [{"role": "system", "content": system}, {"role": "user", "content": prompt}]
-    return [{"role": "user", "content": prompt}]
+        return [{"role": "system", "content": system}, user]
+    return [user]
 
 
 def _oversized(chars: int, max_tokens: int, what: str) -> str:

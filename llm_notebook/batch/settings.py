@@ -23,6 +23,7 @@ class BatchSettings:
     on_error: str = "keep"            # "keep" (failed rows are <NA>) or "raise" (stop at one)
     budget: float | None = None       # USD the run may spend; it stops before crossing it
     progress: Any = None              # None (auto), True, False, "widget" or "text"
+    attachments: Any = None           # column(s) of images/PDFs (paths, bytes, URLs, PIL images)
 
     @classmethod
     def split(cls, keywords: dict) -> tuple["BatchSettings", dict]:
@@ -44,5 +45,7 @@ HELP = """model: the model (default: the session's default model).
         on_error: "keep" (failed rows are <NA>) or "raise" (stop at the first failed row).
         budget: USD this run may spend; it stops before it would cross it.
         progress: None (auto), True, False, "widget" or "text".
+        attachments: a column name (or a list of them) whose cells are images or PDFs (file
+            paths, bytes, http(s) URLs or PIL images) sent with each row's prompt.
         Any other keyword goes to the model (temperature, max_tokens, ...), except the per-row
         `deadline`, `timeout` (seconds) and `max_retries`."""
