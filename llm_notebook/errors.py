@@ -104,3 +104,10 @@ class AttachmentError(LLMError, ValueError):
 
     def __init__(self, message: str):
         super().__init__(message, kind=CONFIG)
+
+
+class EmbeddingsNotRecorded(LLMError):
+    """Replaying, an embedding that is neither cached nor computable offline."""
+
+    def __init__(self, message: str):
+        super().__init__(message, kind=CONFIG)

@@ -1,0 +1,33 @@
+"""`embed(column)` and `search(query, k)`: vectors of a column's texts (cached in the log) and
+the rows nearest a query by cosine similarity."""
+
+from __future__ import annotations
+
+from . import rows
+
+
+def embed(session, frame, columns=None, *, model: str | None = None):
+    """A Series of float32 vectors (numpy arrays) on the frame's index."""
+    import pandas as pd
+
+    from ..embeddings import embed as embed_texts
+
+    matrix = embed_texts(session, rows.texts(frame, columns), model)
+    return pd.Series(list(matrix), index=frame.index, dtype=object)
+
+
+def search(session, frame, query: str, k: int = 5, *, columns=None, model: str | None = None):
+    """The k rows nearest `query`, nearest first, with a `similarity` column (cosine)."""
+    from ..embeddings import embed as embed_texts
+    from ..embeddings.vectors import nearest
+
+    if not isinstance(query, str) or not query.strip():
+        raise ValueError("search takes a query text, e.g. df.llm.search('late delivery', k=5)")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a whole number >= 1, got {k!r}")
+    texts = rows.texts(frame, columns)
+    matrix = embed_texts(session, texts + [query], model)
+    order, scores = nearest(matrix[-1:], matrix[:-1], k)
+    out = frame.iloc[list(order[0])].copy()
+    out["similarity"] = scores[0]
+    return out
