@@ -271,3 +271,26 @@ def test_embeddings_through_litellm_reach_the_server(loop_session, loopback):
     assert embedding_calls(loopback) == 1 and vectors.iloc[0].shape == (256,)
     a, b = vectors
     assert float(a @ b) > 0.5
+
+
+@pytest.mark.local_model
+def test_the_embedded_model_embeds_offline_and_caches(nb_session):
+    from llm_notebook.embeddings import embed, store
+
+    texts = ["the cat sat on the mat", "a cat was sitting on a mat", "quarterly tax invoice"]
+    vectors = embed(nb_session, texts, "local/smollm2")
+    assert vectors.shape == (3, 576) and vectors.dtype == np.float32
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    assert unit[0] @ unit[1] > unit[0] @ unit[2]            # near texts are nearer
+    assert store.count(nb_session.log, "local/smollm2") == 3
+    assert np.array_equal(embed(nb_session, texts[:1], "local/smollm2")[0], vectors[0])
+
+
+@pytest.mark.local_model
+def test_filter_with_the_embedded_model_is_constrained_to_a_boolean(nb_session):
+    from llm_notebook.semantic import filter_mask
+
+    frame = pd.DataFrame({"text": ["I want my money back", "Lovely weather today"]})
+    mask = filter_mask(nb_session, frame, "the text is about money", model="local/smollm2",
+                       max_tokens=16, progress=False)
+    assert str(mask.dtype) == "boolean" and mask.notna().all()   # words vary; the shape does not
