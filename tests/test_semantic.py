@@ -294,3 +294,22 @@ def test_filter_with_the_embedded_model_is_constrained_to_a_boolean(nb_session):
     mask = filter_mask(nb_session, frame, "the text is about money", model="local/smollm2",
                        max_tokens=16, progress=False)
     assert str(mask.dtype) == "boolean" and mask.notna().all()   # words vary; the shape does not
+
+
+def test_operators_keep_the_callers_system_prompt_and_refuse_a_schema(loop_session, loopback,
+                                                                      tickets):
+    tickets.llm.filter("asks for a 'refund'", system="You are strict.", **QUIET)
+    system = loopback.requests()[0]["body"]["messages"][0]["content"]
+    assert system.startswith("You are strict.\n\nDecide whether the condition")
+    with pytest.raises(TypeError, match="their own schema"):
+        tickets.llm.filter("asks for a 'refund'", schema={"type": "object"}, **QUIET)
+
+
+def test_empty_frames_cost_nothing(loop_session, loopback):
+    empty = pd.DataFrame({"text": []})
+    assert len(empty.llm.filter("asks for a 'refund'", **QUIET)) == 0
+    assert len(empty.llm.topk("most 'urgent'", 2, **QUIET)) == 0
+    assert len(empty.llm.join(pd.DataFrame({"x": ["a"]}), "same 'a'", **QUIET)) == 0
+    with pytest.raises(ValueError, match="at least one row"):
+        empty.llm.agg("sum", **QUIET)
+    assert chat_calls(loopback) == 0

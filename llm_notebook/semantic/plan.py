@@ -6,14 +6,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-RESERVED = ("schema", "system")
-
-
 def _settings(settings: dict, system: str, schema) -> dict:
-    for name in RESERVED:
-        if name == "schema" and settings.get(name) is not None:
-            raise TypeError("semantic operators set their own schema; use df.llm.extract(schema) "
-                            "or df.llm.map(prompt, schema=...) for yours")
+    """The batch settings of a stage: the caller's, with the operator's instructions after the
+    caller's own system prompt, and the operator's schema."""
+    if settings.get("schema") is not None:
+        raise TypeError("semantic operators set their own schema; use df.llm.extract(schema) "
+                        "or df.llm.map(prompt, schema=...) for yours")
     own = settings.get("system")
     merged = dict(settings)
     merged["system"] = f"{own}\n\n{system}" if own else system
