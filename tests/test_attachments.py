@@ -205,3 +205,39 @@ def test_cell_refuses_files_outside_the_notebook_folder_and_urls(ip, loop_sessio
     result, _ = run(ip, "%%llm loop/loopback-model --attach http://x/y.png\nWhat colour?")
     assert "not URLs" in str(result.error_in_exec)
     assert loopback.requests() == []
+
+
+# -- what the process keeps -------------------------------------------------------------------
+
+def test_a_file_changed_after_attaching_is_refused_when_sent(loop_session, loopback, tmp_path):
+    red = tmp_path / "only-here.png"       # bytes no other test holds in memory
+    red.write_bytes(png((123, 45, 67), size=(7, 3)))
+    ref = attachments.load(red)
+    red.write_bytes(png((9, 9, 9), size=(5, 5)))
+    with pytest.raises(AttachmentError, match="changed after it was attached"):
+        loop_session.ask("Look", model=MODEL, attachments=[ref])
+    assert loopback.requests() == []
+
+
+def test_bytes_in_memory_are_capped_oldest_first(monkeypatch):
+    sources = attachments._Sources()
+    monkeypatch.setattr(attachments, "MEMORY_CAP", 10)
+    sources.keep_bytes("a", b"123456")
+    sources.keep_bytes("b", b"123456")
+    assert list(sources.memory) == ["b"] and sources.memory_bytes == 6
+    with pytest.raises(AttachmentError, match="attach it again"):
+        sources.content({"sha256": "a", "name": "old.png"})
+
+
+def test_a_recorded_call_with_an_attachment_replays_without_the_file(loop_session, loopback,
+                                                                     red, tmp_path):
+    loop_session.config.recordings = str(tmp_path / "nb" / "llm-recordings.jsonl")
+    loop_session.config.replay = "record"
+    first = loop_session.ask("What colour?", model=MODEL, attachments=[red])
+    recorded = (tmp_path / "nb" / "llm-recordings.jsonl").read_text()
+    assert base64.b64encode(red.read_bytes()).decode()[:40] not in recorded
+    loop_session.config.replay = "replay"
+    loop_session.add_endpoint("loop", "http://127.0.0.1:9/v1")   # nothing listens there
+    again = loop_session.ask("What colour?", model=MODEL, attachments=[red])
+    assert again.replayed and again.text == first.text
+    assert len(loopback.requests()) == 1

@@ -103,11 +103,30 @@ def get_embedder():
                 from llama_cpp import LLAMA_POOLING_TYPE_MEAN, Llama
             except ImportError:
                 raise LocalModelUnavailable(f"llama-cpp-python is not installed; {INSTALL_HINT}") from None
-            _embedder = Llama(model_path=path, embedding=True, n_ctx=512, n_batch=512,
-                              n_threads=_threads(), n_threads_batch=_threads(),
-                              pooling_type=LLAMA_POOLING_TYPE_MEAN, verbose=False)
+            # llama.cpp reports the pooling we ask for (the file names none) as an error line,
+            # which llama-cpp-python prints on stderr, into the cell in a kernel: it is what we
+            # mean, so its log is silenced while this instance is made.
+            with _quiet_llama_log():
+                _embedder = Llama(model_path=path, embedding=True, n_ctx=512, n_batch=512,
+                                  n_threads=_threads(), n_threads_batch=_threads(),
+                                  pooling_type=LLAMA_POOLING_TYPE_MEAN, verbose=False)
             atexit.register(_close)
         return _embedder
+
+
+@contextlib.contextmanager
+def _quiet_llama_log():
+    import ctypes
+
+    import llama_cpp
+    from llama_cpp import _logger
+
+    quiet = llama_cpp.llama_log_callback(lambda level, text, data: None)
+    llama_cpp.llama_log_set(quiet, ctypes.c_void_p(0))
+    try:
+        yield
+    finally:
+        llama_cpp.llama_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))
 
 
 async def embeddings(route: Route | None, texts: list[str], *, timeout: float):

@@ -66,7 +66,8 @@ class OperatorEstimate:
         first = ""
         if self.first is not None:
             f = self.first
-            first = (f" · first stage: {f.to_send:,} to send, {f.cached:,} cached, "
+            replayed = f"{f.replayed:,} replayed, " if f.replayed else ""
+            first = (f" · first stage: {f.to_send:,} to send ({replayed}{f.cached:,} cached), "
                      f"~{f.input_tokens:,} input tokens")
         embeds = f" · {self.embeddings:,} texts to embed" if self.embeddings else ""
         return (f"{self.operator} on {self.model}: at most {self.calls:,} calls ({self.how})"
