@@ -234,7 +234,8 @@ def test_embed_is_cached_in_the_log(loop_session, loopback, tickets):
     vectors = tickets.llm.embed("text", model=EMBED)
     assert len(vectors) == 6 and vectors.iloc[0].dtype == np.float32
     assert embedding_calls(loopback) == 1
-    assert store.count(loop_session.log, EMBED) == 6
+    assert store.count(loop_session.log, EMBED) == 5
+    assert not vectors["e"].any()                # an empty cell: a zero vector, never sent
     again = tickets.llm.embed("text", model=EMBED)
     assert embedding_calls(loopback) == 1
     assert np.array_equal(np.stack(again.tolist()), np.stack(vectors.tolist()))
@@ -313,3 +314,29 @@ def test_empty_frames_cost_nothing(loop_session, loopback):
     with pytest.raises(ValueError, match="at least one row"):
         empty.llm.agg("sum", **QUIET)
     assert chat_calls(loopback) == 0
+
+
+def test_each_embeddings_request_is_a_logged_call(loop_session, loopback, tickets):
+    from llm_notebook.errors import LLMError
+
+    tickets.llm.embed("text", model=EMBED)
+    calls = loop_session.history()
+    assert len(calls) == 1
+    row = calls.iloc[0]
+    # (5 texts: row e's empty cell is a zero vector, not sent)
+    assert row["status"] == "ok" and row["prompt"] == "[embeddings of 5 texts]"
+    assert row["input_tokens"] > 0
+    loopback.script([{"kind": "500", "times": 1}])
+    with pytest.raises(LLMError):
+        pd.Series(["never embedded"]).llm.embed(model=EMBED)
+    assert loop_session.history()["status"].tolist().count("error") == 1
+
+
+def test_embeddings_respect_the_session_budget(loop_session, loopback, tickets):
+    from llm_notebook.errors import BudgetExceeded
+
+    loop_session.config.prices = {"loop/*": {"input": 1000.0, "output": 1000.0}}  # $0.001/token
+    loop_session.config.budget_session = 0.001
+    with pytest.raises(BudgetExceeded):
+        tickets.llm.embed("text", model=EMBED)
+    assert embedding_calls(loopback) == 0

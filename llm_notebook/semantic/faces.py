@@ -61,22 +61,29 @@ def estimate_filter_values(session, series, condition: str, **settings):
     return judgements.estimate_filter(session, series.to_frame("value"), condition, **settings)
 
 
+def _extract_request(frame, schema, prompt, columns, settings: dict) -> tuple[str, dict]:
+    """extract's map() prompt and settings: unless a prompt is given, one that shows the row's
+    columns (but the attachment columns, which go as attachments), and the extraction
+    instruction after the caller's own system prompt."""
+    attached = settings.get("attachments")
+    attached = [attached] if isinstance(attached, str) else list(attached or [])
+    if prompt is None:
+        names = frame.columns if columns is None else \
+            ([columns] if isinstance(columns, str) else columns)
+        prompt = judgements.extract_prompt(frame, [c for c in names if c not in attached])
+    own = settings.get("system")
+    system = f"{own}\n\n{judgements.EXTRACT_SYSTEM}" if own else judgements.EXTRACT_SYSTEM
+    return prompt, {**settings, "schema": schema, "system": system}
+
+
 def extract(session, frame, schema, *, prompt: str | None = None, columns=None, **settings):
     """Fields of `schema` (a JSON schema dict or pydantic model) into columns, one call per
     row: `df.llm.map(prompt, schema=schema)`, with a prompt that shows the row's columns
     (`columns=`) unless you give one; `attachments=` sends an image/PDF column along."""
     from ..batch.accessor import LLMAccessor
 
-    attached = settings.get("attachments")
-    attached = [attached] if isinstance(attached, str) else list(attached or [])
-    if prompt is None:
-        names = [c for c in (frame.columns if columns is None else
-                             ([columns] if isinstance(columns, str) else columns))
-                 if c not in attached]
-        prompt = judgements.extract_prompt(frame, names)
-    system = settings.pop("system", None)
-    system = f"{system}\n\n{judgements.EXTRACT_SYSTEM}" if system else judgements.EXTRACT_SYSTEM
-    return LLMAccessor(frame).map(prompt, session=session, schema=schema, system=system, **settings)
+    prompt, settings = _extract_request(frame, schema, prompt, columns, settings)
+    return LLMAccessor(frame).map(prompt, session=session, **settings)
 
 
 def estimate_extract(session, frame, schema, *, prompt: str | None = None, columns=None,
@@ -84,15 +91,8 @@ def estimate_extract(session, frame, schema, *, prompt: str | None = None, colum
     from ..batch.accessor import LLMAccessor
     from .plan import OperatorEstimate
 
-    attached = settings.get("attachments")
-    attached = [attached] if isinstance(attached, str) else list(attached or [])
-    if prompt is None:
-        names = [c for c in (frame.columns if columns is None else
-                             ([columns] if isinstance(columns, str) else columns))
-                 if c not in attached]
-        prompt = judgements.extract_prompt(frame, names)
-    first = LLMAccessor(frame).estimate(prompt, session=session, schema=schema,
-                                        system=judgements.EXTRACT_SYSTEM, **settings)
+    prompt, settings = _extract_request(frame, schema, prompt, columns, settings)
+    first = LLMAccessor(frame).estimate(prompt, session=session, **settings)
     return OperatorEstimate("extract", first.model, first.rows, "one per row", first)
 
 
