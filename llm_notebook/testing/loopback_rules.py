@@ -16,8 +16,8 @@ right answer to every semantic operator:
   - an array: the items' names (as integers when the enum says so), best first, at most
     `maxItems`: by how often the keywords occur in each, or with no keyword by the first
     number in each (higher is better); ties keep the items' order;
-  - anything else: the value written as `name: value` in the data (numbers and booleans as
-    such), left out when the data has none.
+  - anything else: the value written as `name: value` in the data (numbers as such), left
+    out when the data has none.
 - Asked for plain text: the sum of every number in the items (an aggregation whose partial
   answers fold into the same total).
 
@@ -144,8 +144,6 @@ def _written(name: str, kind, data: str):
             return _ABSENT
         value = float(number.group())
         return int(value) if kind == "integer" else value
-    if kind == "boolean":
-        return raw.lower() in ("true", "yes", "1")
     return raw
 
 
