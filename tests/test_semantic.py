@@ -304,6 +304,8 @@ def test_operators_keep_the_callers_system_prompt_and_refuse_a_schema(loop_sessi
     assert system.startswith("You are strict.\n\nDecide whether the condition")
     with pytest.raises(TypeError, match="their own schema"):
         tickets.llm.filter("asks for a 'refund'", schema={"type": "object"}, **QUIET)
+    with pytest.raises(TypeError, match="without background"):
+        tickets.llm.topk("most 'urgent'", 2, background=True, **QUIET)
 
 
 def test_empty_frames_cost_nothing(loop_session, loopback):

@@ -9,6 +9,10 @@ from dataclasses import dataclass, field
 def _settings(settings: dict, system: str, schema) -> dict:
     """The batch settings of a stage: the caller's, with the operator's instructions after the
     caller's own system prompt, and the operator's schema."""
+    if settings.get("background"):
+        raise TypeError("semantic operators wait for their answers (a later stage, or the result's "
+                        "shape, depends on them); run them without background=, or use "
+                        "df.llm.map(..., background=True)")
     if settings.get("schema") is not None:
         raise TypeError("semantic operators set their own schema; use df.llm.extract(schema) "
                         "or df.llm.map(prompt, schema=...) for yours")
