@@ -231,8 +231,11 @@ def test_agg_pack_takes_two_per_part_when_folding():
 def test_embed_is_cached_in_the_log(loop_session, loopback, tickets):
     from llm_notebook.embeddings import store
 
+    before = tickets.llm.embed.estimate("text", model=EMBED)
+    assert before.calls == 1 and before.embeddings == 5 and embedding_calls(loopback) == 0
     vectors = tickets.llm.embed("text", model=EMBED)
     assert len(vectors) == 6 and vectors.iloc[0].dtype == np.float32
+    assert tickets.llm.search.estimate("new words", columns="text", model=EMBED).embeddings == 1
     assert embedding_calls(loopback) == 1
     assert store.count(loop_session.log, EMBED) == 5
     assert not vectors["e"].any()                # an empty cell: a zero vector, never sent

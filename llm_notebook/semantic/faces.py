@@ -11,7 +11,7 @@ from . import judgements, search as search_mod, topk as topk_mod
 class Operator:
     """One operator bound to a DataFrame: call it to run, `.estimate(...)` to count calls."""
 
-    def __init__(self, frame, run, estimate=None, doc: str | None = None):
+    def __init__(self, frame, run, estimate, doc: str | None = None):
         self._frame = frame
         self._run = run
         self._estimate = estimate
@@ -22,8 +22,6 @@ class Operator:
 
     def estimate(self, *args, session=None, **kwargs) -> "plan.OperatorEstimate":
         """Calls (at most), tokens and cost of the same call, without sending a request."""
-        if self._estimate is None:
-            raise TypeError("this operator makes no model calls to estimate")
         return self._estimate(_session(session), self._frame, *args, **kwargs)
 
     def __repr__(self) -> str:
@@ -105,6 +103,6 @@ def operators(frame) -> dict:
         "topk": Operator(frame, topk_mod.topk, topk_mod.estimate),
         "join": Operator(frame, join_mod.join, join_mod.estimate),
         "agg": Operator(frame, agg_mod.agg, agg_mod.estimate),
-        "embed": Operator(frame, search_mod.embed),
-        "search": Operator(frame, search_mod.search),
+        "embed": Operator(frame, search_mod.embed, search_mod.estimate_embed),
+        "search": Operator(frame, search_mod.search, search_mod.estimate_search),
     }

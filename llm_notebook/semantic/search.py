@@ -31,3 +31,26 @@ def search(session, frame, query: str, k: int = 5, *, columns=None, model: str |
     out = frame.iloc[list(order[0])].copy()
     out["similarity"] = scores[0]
     return out
+
+
+def _estimate(session, texts: list[str], model, operator: str):
+    import math
+
+    from ..embeddings import BATCH, DEFAULT_MODEL, not_cached
+    from .plan import OperatorEstimate
+
+    todo = not_cached(session, texts, model)
+    return OperatorEstimate(operator, session.resolve(model or DEFAULT_MODEL, {}).model,
+                            math.ceil(todo / BATCH),
+                            f"embeddings requests of ≤ {BATCH} texts; the rest are cached",
+                            embeddings=todo)
+
+
+def estimate_embed(session, frame, columns=None, *, model: str | None = None):
+    """Embeddings requests `embed` would send (texts not cached yet), without sending any."""
+    return _estimate(session, rows.texts(frame, columns), model, "embed")
+
+
+def estimate_search(session, frame, query: str, k: int = 5, *, columns=None,
+                    model: str | None = None):
+    return _estimate(session, rows.texts(frame, columns) + [query], model, "search")
