@@ -92,9 +92,9 @@ def embedder_loaded() -> bool:
 
 def get_embedder():
     """The same weights loaded again with `embedding=True` (mean pooling, 576 dimensions): a
-    llama.cpp context either generates or embeds. Measured here: 0.2-0.7 s to load, +170 MB resident;
-    about 0.17 s a 15-word text on a busy 2-CPU machine (0.4 s at a load of 7), so it suits hundreds of rows, not
-    millions."""
+    llama.cpp context either generates or embeds. Measured here: 0.2-0.7 s to load, +170 MB
+    resident; about 0.17 s a 15-word text on a busy 2-CPU machine (0.4 s at a load of 7), so it
+    suits hundreds of rows, not millions."""
     global _embedder
     with _load_lock:
         if _embedder is None:
