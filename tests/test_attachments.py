@@ -241,3 +241,13 @@ def test_a_recorded_call_with_an_attachment_replays_without_the_file(loop_sessio
     again = loop_session.ask("What colour?", model=MODEL, attachments=[red])
     assert again.replayed and again.text == first.text
     assert len(loopback.requests()) == 1
+
+
+def test_cell_with_a_text_only_model_fails_in_one_line(ip, loop_session, red, monkeypatch):
+    monkeypatch.setattr(loop_session, "_notebook_folder", str(red.parent))
+    result, cap = run(ip, "%%llm local/smollm2 --attach red.png\nWhat colour?")
+    from IPython.core.error import UsageError
+
+    assert isinstance(result.error_in_exec, UsageError)          # a magic's one-line error
+    assert "reads text only" in str(result.error_in_exec)
+    assert "Traceback" not in cap.stdout + cap.stderr
