@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from . import agg as agg_mod
 from . import join as join_mod
-from . import judgements, search as search_mod, topk as topk_mod
+from . import judgements, plan, search as search_mod, topk as topk_mod
 
 
 class Operator:

@@ -4,7 +4,8 @@ without sending it, and the estimate an operator prints (calls, and how they are
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
 
 def _settings(settings: dict, system: str, schema) -> dict:
     """The batch settings of a stage: the caller's, with the operator's instructions after the
@@ -53,7 +54,6 @@ class OperatorEstimate:
     how: str
     first: object = None
     embeddings: int = 0            # texts to embed that are not cached yet (join blocking)
-    notes: list = field(default_factory=list)
 
     @property
     def cost(self) -> float | None:

@@ -12,8 +12,6 @@ calls, against 499,500 pairwise comparisons.
 
 from __future__ import annotations
 
-import math
-
 from . import plan, rows
 
 DEFAULT_GROUP = 20
