@@ -372,7 +372,10 @@ def check_route(route, messages) -> None:
         refuse_for(route, refs)
 
 
-def refuse_for(route, refs: list[dict]) -> None:
+def refuse_for(route, refs: list[dict], *, text_only: bool = False) -> None:
+    """Raise AttachmentError if the route's model cannot take `refs`; with `text_only`, only
+    for a model that takes no attachment at all (the embedded model, an endpoint added with
+    attachments=False): before the attachments themselves are known."""
     first = refs[0]
     kind = "image" if str(first.get("mime_type")).startswith("image/") else "file"
     what = f"the attached {kind} ({_ref_name(first)})"
@@ -383,6 +386,8 @@ def refuse_for(route, refs: list[dict]) -> None:
         if getattr(route, "attachments", None) is False:
             raise AttachmentError(f"endpoint {route.endpoint!r} was added as text-only "
                                   f"(attachments=False): {route.model} cannot take {what}")
+        return
+    if text_only:
         return
     from . import pricing
 

@@ -251,3 +251,11 @@ def test_cell_with_a_text_only_model_fails_in_one_line(ip, loop_session, red, mo
     assert isinstance(result.error_in_exec, UsageError)          # a magic's one-line error
     assert "reads text only" in str(result.error_in_exec)
     assert "Traceback" not in cap.stdout + cap.stderr
+
+
+def test_a_text_only_model_is_refused_even_when_no_row_has_a_readable_file(loop_session,
+                                                                          tmp_path):
+    frame = pd.DataFrame({"name": ["gone"], "image": [str(tmp_path / "gone.png")]})
+    with pytest.raises(AttachmentError, match="reads text only.*column 'image'"):
+        frame.llm.map("Describe {name}", model="local/smollm2", attachments="image",
+                      progress=False)

@@ -91,7 +91,7 @@ def prepare(session, *, frame=None, prompts=None, prompt=None, options: dict | N
         reqs = inputs.from_list(list(prompts), system_text, max_tokens=limit_tokens)
         first = next((p for p in reqs.prompts if p is not None), None)
         label = first
-    _refuse_attachments(route, reqs.messages)
+    _refuse_attachments(route, reqs.messages, settings.attachments)
     if settings.on_error == "raise" and reqs.errors:
         i = min(reqs.errors)
         raise ValueError(f"row {i}: {reqs.errors[i][1]} ({len(reqs.errors)} bad row(s) in all; nothing was "
@@ -117,10 +117,14 @@ def prepare(session, *, frame=None, prompts=None, prompt=None, options: dict | N
     return run, out_schema
 
 
-def _refuse_attachments(route, messages: list) -> None:
-    """A model that cannot take the rows' attachments refuses the whole run before any row."""
+def _refuse_attachments(route, messages: list, attach_columns) -> None:
+    """A model that cannot take the rows' attachments refuses the whole run before any row: a
+    text-only one as soon as a column of attachments is named."""
     from ..attachments import refuse_for, references
 
+    if attach_columns is not None:
+        refuse_for(route, [{"mime_type": "image/*", "name": f"column {attach_columns!r}"}],
+                   text_only=True)
     refs = [ref for m in messages if m is not None for ref in references(m)]
     if refs:
         refuse_for(route, refs)
