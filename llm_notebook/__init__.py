@@ -22,6 +22,7 @@ __all__ = [
     "session",
     "load_ipython_extension",
     "unload_ipython_extension",
+    "Batch",
     "Chat",
     "ModelPicker",
     "TemplateEditor",
@@ -34,6 +35,7 @@ __all__ = [
 
 # Heavy public names resolve on first use, keeping `import llm_notebook` fast.
 _LAZY = {
+    "Batch": ("llm_notebook.widgets.batch", "Batch"),
     "Chat": ("llm_notebook.widgets.chat", "Chat"),
     "ModelPicker": ("llm_notebook.widgets.picker", "ModelPicker"),
     "TemplateEditor": ("llm_notebook.widgets.template_editor", "TemplateEditor"),

@@ -67,6 +67,21 @@ class LLMNotebook(Configurable):
         "whole endpoint. The embedded model is always free.",
     ).tag(config=True)
 
+    background_jobs = Int(
+        4,
+        help="Background batch jobs (df.llm.map(..., background=True)) this kernel runs at once; "
+        "more wait, queued, in the order they were started.",
+    ).tag(config=True)
+
+    batch_api_poll_min = Float(
+        2.0, help="Seconds between the first polls of a provider batch (via='batch_api'); the "
+        "interval grows by half each poll up to batch_api_poll_max.",
+    ).tag(config=True)
+
+    batch_api_poll_max = Float(
+        60.0, help="Longest interval, in seconds, between two polls of a provider batch.",
+    ).tag(config=True)
+
     replay = Unicode(
         "off",
         help="Record and replay a notebook's calls: 'off'; 'record' (every answer is also written "
@@ -99,7 +114,7 @@ class LLMNotebook(Configurable):
                              f"not {proposal['value']!r}")
         return value
 
-    @validate("timeout", "deadline")
+    @validate("timeout", "deadline", "batch_api_poll_min", "batch_api_poll_max")
     def _positive(self, proposal):
         if not proposal["value"] > 0:  # (NaN too)
             raise TraitError(f"{proposal['trait'].name} must be a positive number of seconds")
@@ -109,6 +124,12 @@ class LLMNotebook(Configurable):
     def _non_negative(self, proposal):
         if proposal["value"] < 0:
             raise TraitError("max_retries must be 0 or more")
+        return proposal["value"]
+
+    @validate("background_jobs")
+    def _at_least_one(self, proposal):
+        if proposal["value"] < 1:
+            raise TraitError("background_jobs must be 1 or more")
         return proposal["value"]
 
     @validate("budget_session", "budget_day")

@@ -94,6 +94,13 @@ class BudgetExceeded(LLMError):
         super().__init__(message, kind=BUDGET)
 
 
+class BatchAPIUnavailable(LLMError, ValueError):
+    """via="batch_api" on a model whose provider has no Batch API we can use; nothing was sent."""
+
+    def __init__(self, message: str):
+        super().__init__(message, kind=CONFIG)
+
+
 class ResponseFormatError(UserError, ValueError):
     """A response's text was not what the caller asked for (e.g. not JSON)."""
 

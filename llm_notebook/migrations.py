@@ -753,6 +753,48 @@ def m052_calls_replayed(db: sqlite3.Connection) -> None:
 
 
 @migration
+def m060_background_jobs_and_provider_batches(db: sqlite3.Connection) -> None:
+    # Batch jobs that run in the background or through a provider's Batch API (issue 17).
+    # jobs.via: 'calls' (one request per row) or 'batch_api'. jobs.background: the user got a
+    # Job back at once; the lab extension tells when such a job ends (it polls `finished`).
+    # jobs.owner_host/owner_pid: the process running a 'running' or 'queued' job, so a kernel
+    # that died is known at once (its job resumes) instead of after STALE_AFTER seconds.
+    # job_batches: one row per provider batch of a job (a job of more rows than a provider
+    # batch takes has several): its ids at the provider, the input rows it covers, its status;
+    # `recorded` once its answers are in `calls`. After a kernel restart the job's provider
+    # batches are picked up from here.
+    from sqlite_utils import Database
+
+    database = Database(db, recursive_triggers=False, execute_plugins=False)
+    jobs = database["jobs"]
+    jobs.add_column("via", str, not_null_default="calls")
+    jobs.add_column("background", int, not_null_default=0)
+    jobs.add_column("owner_host", str)
+    jobs.add_column("owner_pid", int)
+    jobs.create_index(["background", "finished"], index_name="jobs_background_finished")
+    database["job_batches"].create({
+        "job_id": str,
+        "part": int,                  # 0, 1, ... in the order submitted
+        "batch_id": str,              # the provider's batch id
+        "input_file_id": str,
+        "first_row": int,             # the input rows [first_row, end_row) it was built from
+        "end_row": int,
+        "requests": int,              # lines in its input file
+        "status": str,                # the provider's word: validating, in_progress, completed...
+        "output_file_id": str,
+        "error_file_id": str,
+        "completed": int,             # the provider's request counts
+        "failed": int,
+        "submitted": float,
+        "updated": float,
+        "recorded": int,              # 1 once every line is logged
+        "error": str,                 # why a batch failed as a whole (redacted)
+    }, pk=("job_id", "part"), not_null={"job_id", "part", "batch_id", "first_row", "end_row",
+                                        "requests", "status", "submitted", "updated", "recorded"},
+        defaults={"recorded": 0, "completed": 0, "failed": 0})
+
+
+@migration
 def m080_embeddings(db: sqlite3.Connection) -> None:
     # Embeddings are cached like answers (llm_notebook/embeddings/): one vector per model and
     # text, as little-endian float32 bytes; the call that computed it is in `calls`.

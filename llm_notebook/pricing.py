@@ -7,6 +7,11 @@ every token of a request whose prompt is above a threshold (`input_cost_per_toke
 tokens`; xAI bills from the threshold itself), or a `tiered_pricing` table picked by prompt
 size. tests/test_pricing.py checks the result against litellm for every chat model it knows.
 
+A provider's Batch API bills less: `pricer(model, batch=True)` uses litellm's
+`input_cost_per_token_batches` / `output_cost_per_token_batches` where the map has them (~600
+models, 563 of them at exactly half), `batch_input` / `batch_output` of a configured price, and
+otherwise half the model's price: the discount of every Batch API the map prices.
+
 An unknown price is not an error: the cost is None and the call is logged as unpriced.
 """
 
@@ -163,14 +168,44 @@ def _rates_function(model: str, prices: dict) -> Callable[[int], tuple[float, fl
     return _litellm_rates(info) if info else _unpriced
 
 
-def pricer(model: str, prices: dict | None = None) -> Callable[[int | None, int | None], float | None]:
+BATCH_DISCOUNT = 0.5   # what a Batch API costs, as a share of the price, when nothing says more
+
+
+def _batch_rates_function(model: str, prices: dict) -> Callable[[int], tuple[float, float] | None]:
+    """Rates of a Batch API request: the batch prices where known, else BATCH_DISCOUNT of the
+    model's (tiers and thresholds kept)."""
+    entry = _configured(model, prices)
+    if isinstance(entry, dict) and ("batch_input" in entry or "batch_output" in entry):
+        try:
+            rin, rout = float(entry.get("batch_input", 0)), float(entry.get("batch_output", 0))
+            if math.isfinite(rin) and math.isfinite(rout) and rin >= 0 and rout >= 0:
+                return lambda _prompt_tokens: (rin / 1e6, rout / 1e6)
+        except (TypeError, ValueError):
+            pass
+    info = model_info(model) if entry is None else None
+    if info and info.get("input_cost_per_token_batches") is not None:
+        rin = float(info["input_cost_per_token_batches"])
+        rout = float(info.get("output_cost_per_token_batches") or 0)
+        return lambda _prompt_tokens: (rin, rout)
+    full = _rates_function(model, prices)
+
+    def discounted(prompt_tokens: int) -> tuple[float, float] | None:
+        found = full(prompt_tokens)
+        return None if found is None else (found[0] * BATCH_DISCOUNT, found[1] * BATCH_DISCOUNT)
+
+    return discounted
+
+
+def pricer(model: str, prices: dict | None = None, *,
+           batch: bool = False) -> Callable[[int | None, int | None], float | None]:
     """The price of a call of `model` as a function of its real token counts:
     `pricer(model)(input_tokens, output_tokens)` is USD, or None when the price is unknown.
 
     Every call and batch row is priced through this (a batch makes it once per run), so the
     same request costs the same whichever way it was sent; tiered prices depend on the
-    call's own prompt size."""
-    rates_for = _rates_function(model, prices or {})
+    call's own prompt size. `batch=True`: the price of a request sent through the provider's
+    Batch API."""
+    rates_for = (_batch_rates_function if batch else _rates_function)(model, prices or {})
 
     def price(input_tokens: int | None, output_tokens: int | None) -> float | None:
         tin, tout = int(input_tokens or 0), int(output_tokens or 0)

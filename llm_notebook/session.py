@@ -371,12 +371,15 @@ class Session:
         """Send many prompts (strings or message lists) concurrently, paced and resumable.
 
         Returns a BatchResult: a list of replies in input order (None where a row failed) with
-        `.info` (job id, counts) and `.errors()`. Keywords are those of df.llm.map
+        `.info` (job id, counts) and `.errors()`; with `background=True` a Job at once, whose
+        `result()` is that BatchResult. Keywords are those of df.llm.map
         (llm_notebook.batch.settings.BatchSettings; any other goes to the model):
         """
         from .batch import api
 
-        run, _ = api.prepare(self, prompts=prompts, **settings)
+        run, _ = api.prepare(self, prompts=prompts, keep_answers=False, **settings)
+        if run.background:
+            return api.submit_background(self, run)
         api.run_sync(run, run.progress)
         api.warn_outcome(run)
         return api.list_result(self, run)
@@ -387,19 +390,25 @@ class Session:
         from .batch import api
 
         settings.setdefault("progress", False)
+        if settings.get("background"):
+            raise ValueError("abatch() already runs beside your other code; for a Job that runs "
+                             "in the background use batch(..., background=True)")
         run, _ = api.prepare(self, prompts=prompts, **settings)
         await api.run_async(run, run.progress)
         api.warn_outcome(run)
         return api.list_result(self, run)
 
-    def jobs(self, limit: int = 50):
-        """Recent batch jobs as a DataFrame: rows, done, errors, cached, cost, status."""
+    def jobs(self, limit: int = 50, *, active: bool = False):
+        """Recent batch jobs as a DataFrame: status (queued, running, done...), via, rows, done,
+        errors, cached, cost; jobs running in this kernel with their live numbers.
+        `active=True`: only the queued and running ones."""
         from .batch.jobs import jobs_frame
 
-        return jobs_frame(self, limit=limit)
+        return jobs_frame(self, limit=limit, active=active)
 
     def job(self, job_id: str):
-        """One batch job (`.errors()`, `.result()`, `.info`); a unique id prefix is enough."""
+        """One batch job: `.status`, `.progress`, `.wait()`, `.result()`, `.cancel()`,
+        `.errors()`, `.export(path)`; a unique id prefix is enough."""
         from .batch.jobs import Job
 
         return Job(self, job_id)

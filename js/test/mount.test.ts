@@ -112,7 +112,7 @@ describe("mountView", () => {
     const outside = document.createElement("input");
     document.body.append(outside);
     const cleanup = mountView(proxyOf(fake.model).proxy, el, demoWidget([], []));
-    const focusMessages = () => fake.sent.filter((m) => (m as { type: string }).type === "focus");
+    const focusMessages = () => fake.sent.map((s) => s.msg).filter((m) => (m as { type: string }).type === "focus");
     const input = el.querySelector<HTMLInputElement>(".demo-input")!;
 
     input.focus();

@@ -21,7 +21,8 @@ export type Handler = (params: Record<string, unknown>) => unknown;
 export function fakeModel(traits: Record<string, unknown>, handlers: Record<string, Handler> = {}) {
   const listeners = new Map<string, Set<Listener>>();
   const requests: Request[] = [];
-  const sent: unknown[] = []; // every message, requests or not
+  /** Every custom message the widget sent, with its binary buffers. */
+  const sent: { msg: unknown; buffers: unknown[] }[] = [];
   const state: Record<string, unknown> = { ...traits };
   const emit = (event: string, ...args: unknown[]) => listeners.get(event)?.forEach((cb) => cb(...args));
   const fromPython = (msg: unknown) => emit("msg:custom", msg, []);
@@ -36,8 +37,8 @@ export function fakeModel(traits: Record<string, unknown>, handlers: Record<stri
       listeners.get(event)!.add(cb);
     },
     off: (event: string, cb: Listener) => listeners.get(event)?.delete(cb),
-    send: (msg: unknown) => {
-      sent.push(msg);
+    send: (msg: unknown, _callbacks?: unknown, buffers?: unknown[]) => {
+      sent.push({ msg, buffers: buffers ?? [] });
       const req = msg as Request;
       if (req.type !== "request") return;
       requests.push(req);

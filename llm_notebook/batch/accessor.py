@@ -26,13 +26,17 @@ class LLMAccessor:
         or with `schema` (JSON schema dict or pydantic model) a DataFrame with one column per
         field. `.attrs["llm"]` holds the job id and counts; `session.job(id).errors()` the
         failed rows. Running the same map again sends only the rows without an answer.
+        With `background=True` it returns a Job at once; `job.result()` is that Series.
 
         prompt: text with {column} placeholders, a saved template or a saved template's name.
         """
         from . import api
 
         s = _session(session)
-        run, out_schema = api.prepare(s, frame=self._frame, prompt=prompt, **settings)
+        run, out_schema = api.prepare(s, frame=self._frame, prompt=prompt, keep_answers=False,
+                                      **settings)
+        if run.background:
+            return api.submit_background(s, run, frame=self._frame, schema=out_schema)
         try:
             api.run_sync(run, run.progress)
         finally:
@@ -175,11 +179,14 @@ class Estimate:
     output_is_limit: bool
     cost: float | None
     cost_per_row: float | None
-    replayed: int = 0              # rows the notebook's recordings answer (replay, auto)
+    via: str = "calls"               # "batch_api": priced at the provider's batch price
+    replayed: int = 0                # rows the notebook's recordings answer (replay, auto)
 
     def __str__(self) -> str:
         out = "at most" if self.output_is_limit else "assumed"
         cost = "price unknown" if self.cost is None else f"≈ ${self.cost:,.4f}"
+        if self.via == "batch_api" and self.cost is not None:
+            cost += " at the Batch API price"
         replayed = f"{self.replayed:,} replayed, " if self.replayed else ""
         return (f"{self.model}: {self.rows:,} rows, {self.to_send:,} to send ({replayed}"
                 f"{self.cached:,} cached, {self.bad_rows:,} bad) · ~{self.input_tokens:,} input + "
@@ -195,33 +202,39 @@ class Estimate:
 
 
 def estimate_run(session, run) -> Estimate:
+    """What `run` would send and cost, read a chunk of rows at a time (cache hits included)."""
     from ..tokens import estimate_prompt
+    from .feed import chunks
 
-    todo = [i for i in range(run.n) if run.messages[i] is not None]
-    cached = replayed = 0
-    if run.replay is not None and run.replay.replays and todo:
-        found = run.replay.find_many(run.replay_keys[i] for i in todo)
-        replayed = sum(1 for i in todo if run.replay_keys[i] in found)
-        # (in replay mode nothing is sent: a row that is not recorded fails)
-        todo = [] if run.replay.strict else [i for i in todo if run.replay_keys[i] not in found]
-    if run.cache and todo:
-        hits = session.log.cache_get_many([run.keys[i] for i in todo])
-        cached = sum(1 for i in todo if run.keys[i] in hits)
-        todo = [i for i in todo if run.keys[i] not in hits]
     per_row = run.pace_out
     limit = run.options.get("max_tokens") or run.options.get("max_completion_tokens")
-    # Priced row by row, as the rows will be: a tiered price depends on each prompt's size.
-    tin = cost = 0
-    for i in todo:
-        row_in = estimate_prompt(run.messages[i])
-        tin += row_in
-        row_cost = run.price(row_in, per_row) if cost is not None else None
-        cost = None if row_cost is None else cost + row_cost
-    tout = per_row * len(todo)
+    to_send = cached = replayed = bad = tin = 0
+    cost = 0.0
+    replay = run.replay if run.replay is not None and run.replay.replays else None
+    for chunk in chunks(run.rows, run.route, run.options, replay=replay):
+        bad += len(chunk.errors)
+        todo = [j for j, m in enumerate(chunk.messages) if m is not None]
+        if replay is not None and todo:
+            found = replay.find_many(chunk.replay_keys[j] for j in todo)
+            replayed += sum(1 for j in todo if chunk.replay_keys[j] in found)
+            # (in replay mode nothing is sent: a row that is not recorded fails)
+            todo = [] if replay.strict else [j for j in todo if chunk.replay_keys[j] not in found]
+        if run.cache and todo:
+            hits = session.log.cache_get_many([chunk.keys[j] for j in todo])
+            cached += sum(1 for j in todo if chunk.keys[j] in hits)
+            todo = [j for j in todo if chunk.keys[j] not in hits]
+        todo = [chunk.messages[j] for j in todo]
+        to_send += len(todo)
+        # Priced row by row, as the rows will be: a tiered price depends on each prompt's size.
+        for messages in todo:
+            row_in = estimate_prompt(messages)
+            tin += row_in
+            row_cost = run.price(row_in, per_row) if cost is not None else None
+            cost = None if row_cost is None else cost + row_cost
     if not pricing.is_priced(run.route.model, session.config.prices):
         cost = None
-    return Estimate(model=run.route.model, rows=run.n, to_send=len(todo), cached=cached,
-                    bad_rows=len(run.input_errors), input_tokens=tin, output_tokens=tout,
+    return Estimate(model=run.route.model, rows=run.n, to_send=to_send, cached=cached,
+                    bad_rows=bad, input_tokens=tin, output_tokens=per_row * to_send,
                     output_per_row=per_row, output_is_limit=bool(limit), cost=cost,
-                    cost_per_row=None if cost is None or not todo else cost / len(todo),
-                    replayed=replayed)
+                    cost_per_row=None if cost is None or not to_send else cost / to_send,
+                    via=run.via, replayed=replayed)

@@ -14,14 +14,13 @@ from .. import providers
 from ..call.replay import Replay
 from ..retry import RetryPolicy
 from . import inputs
-from .cachekeys import cache_keys
 from .engine import BatchRun
 from .settings import BatchSettings
 
 DEFAULT_CONCURRENCY = 16
 PROGRESS_SECONDS = 0.2           # progress refresh (5/s: far below what iopub can take)
+ATTACHMENT_SAMPLE_ROWS = 256   # rows whose attachments are checked against the model up front
 INTERRUPT_GRACE = 1.8            # Ctrl-C: seconds to let the run write what finished
-_ON_ERROR = ("keep", "raise")
 # Indexes of recent DataFrame runs, so session.job(id).errors() can show the user's labels.
 _RECENT_INDEXES: "collections.OrderedDict[str, Any]" = collections.OrderedDict()
 
@@ -47,20 +46,20 @@ class BatchResult(list):
 
 
 def prepare(session, *, frame=None, prompts=None, prompt=None, options: dict | None = None,
-            check_budget: bool = True, **keywords) -> tuple[BatchRun, Any]:
+            check_budget: bool = True, keep_answers: bool = True,
+            **keywords) -> tuple[BatchRun, Any]:
     """Everything that can fail before a call, fails here; returns the run and the schema.
 
     `keywords` are BatchSettings and model options (BatchSettings.split); `options` more
     model options. With a session or day budget set, a run whose estimate could cross it is
     refused here, before any row is sent, and in replay mode a run with rows that are not
-    recorded (`check_budget=False` for estimates: they refuse nothing)."""
+    recorded (`check_budget=False` for estimates: they refuse nothing).
+    `keep_answers=False` for runs whose result is shaped once they end (map, batch): they read
+    their answers back from the log then (BatchRun.answers)."""
     from .. import context as ctx
     from .schema import OutputSchema
 
     settings, more_options = BatchSettings.split(keywords)
-    if settings.on_error not in _ON_ERROR:
-        raise ValueError(f"on_error must be 'keep' (failed rows become <NA>) or 'raise' (stop at "
-                         f"the first failed row), not {settings.on_error!r}")
     options = {k: v for k, v in {**(options or {}), **more_options}.items() if v is not None}
     model, system = settings.model, settings.system
     if frame is not None:
@@ -71,6 +70,10 @@ def prepare(session, *, frame=None, prompts=None, prompt=None, options: dict | N
     policy = _policy(session, options)
     out_schema = OutputSchema(settings.schema) if settings.schema is not None else None
     route = session.resolve(spec.model, options)
+    if settings.via == "batch_api":
+        from .. import providers
+
+        providers.batch_api_support(route)   # a provider without one: refused before anything
     system_text = spec.system
     if out_schema is not None:
         options.setdefault("response_format", out_schema.response_format())
@@ -79,8 +82,8 @@ def prepare(session, *, frame=None, prompts=None, prompt=None, options: dict | N
     limit_tokens = inputs.max_prompt_tokens(route)
     if frame is not None:
         spec.system = system_text
-        reqs = inputs.from_frame(frame, spec, max_tokens=limit_tokens, attach=settings.attachments)
-        label = spec.name or spec.prompt
+        rows = inputs.FrameRows(frame, spec, max_tokens=limit_tokens,
+                                attach=settings.attachments)
     else:
         if settings.attachments is not None:
             raise TypeError("attachments= names DataFrame columns (df.llm.map); in batch() give "
@@ -88,44 +91,37 @@ def prepare(session, *, frame=None, prompts=None, prompt=None, options: dict | N
         if isinstance(prompts, (str, bytes)) or not hasattr(prompts, "__len__"):
             raise TypeError("batch() takes a list of prompts (strings or message lists); for one "
                             "prompt use ask()")
-        reqs = inputs.from_list(list(prompts), system_text, max_tokens=limit_tokens)
-        first = next((p for p in reqs.prompts if p is not None), None)
-        label = first
-    _refuse_attachments(route, reqs.messages, settings.attachments)
-    if settings.on_error == "raise" and reqs.errors:
-        i = min(reqs.errors)
-        raise ValueError(f"row {i}: {reqs.errors[i][1]} ({len(reqs.errors)} bad row(s) in all; nothing was "
-                         "sent; fix them, or use on_error='keep' to send the others)")
-    keys = cache_keys(route.model, reqs.messages, options, route.base_url or route.endpoint)
-    for i, m in enumerate(reqs.messages):
-        if m is not None and keys[i] is None:
-            reqs.messages[i] = None
-            reqs.errors[i] = (inputs.BAD_INPUT, "the text holds invalid Unicode (lone "
-                                                "surrogates); clean it, e.g. with "
-                                                ".str.encode('utf-8', 'replace').str.decode('utf-8'); "
-                                                "the row was not sent")
+        rows = inputs.ListRows(list(prompts), system_text, max_tokens=limit_tokens)
+    _refuse_attachments(route, rows, settings.attachments)
+    if settings.on_error == "raise":
+        bad = inputs.first_error(rows)
+        if bad is not None:
+            i, count, (_kind, message) = bad
+            raise ValueError(f"row {i}: {message} ({count} bad row(s) in all; nothing was "
+                             "sent; fix them, or use on_error='keep' to send the others)")
     width = _concurrency(settings.concurrency, route)
     context = {"notebook": ctx.notebook_path(), "cell_id": ctx.cell_id()}
-    replay = Replay.of(session)
-    replay_keys = replay.keys(route, reqs.messages, options, keys) if replay is not None else None
-    run = BatchRun(session, route, reqs.messages, keys, reqs.errors, settings, options=options,
-                   concurrency=width, schema=out_schema, prompt_label=label, system=system_text,
-                   policy=policy, context=context, replay=replay, replay_keys=replay_keys)
+    run = BatchRun(session, route, rows, settings, options=options, concurrency=width,
+                   schema=out_schema, system=system_text, policy=policy, context=context,
+                   keep_answers=keep_answers, replay=Replay.of(session))
     if check_budget:
         _refuse_not_recorded(run)
         _refuse_over_budget(session, run)
     return run, out_schema
 
 
-def _refuse_attachments(route, messages: list, attach_columns) -> None:
+def _refuse_attachments(route, rows, attach_columns) -> None:
     """A model that cannot take the rows' attachments refuses the whole run before any row: a
-    text-only one as soon as a column of attachments is named."""
+    text-only one as soon as a column of attachments is named; otherwise by the attachments of
+    the first rows (a run's rows are built a chunk at a time: reading every file here would read
+    them all twice)."""
     from ..attachments import refuse_for, references
 
     if attach_columns is not None:
         refuse_for(route, [{"mime_type": "image/*", "name": f"column {attach_columns!r}"}],
                    text_only=True)
-    refs = [ref for m in messages if m is not None for ref in references(m)]
+    sample = rows.build(0, min(rows.n, ATTACHMENT_SAMPLE_ROWS)).messages
+    refs = [ref for m in sample if m is not None for ref in references(m)]
     if refs:
         refuse_for(route, refs)
 
@@ -136,9 +132,13 @@ def _refuse_not_recorded(run: BatchRun) -> None:
     replay = run.replay
     if replay is None or not replay.replays:
         return
-    keys = [k for k in run.replay_keys if k is not None]
-    found = replay.find_many(keys)
-    missing = sum(1 for k in keys if k not in found)
+    from .feed import chunks
+
+    missing = 0
+    for chunk in chunks(run.rows, run.route, run.options, replay=replay):
+        keys = [k for k in chunk.replay_keys if k is not None]
+        found = replay.find_many(keys)
+        missing += sum(1 for k in keys if k not in found)
     if missing and replay.strict:
         raise replay.not_recorded(run.route, None, rows=missing, total=run.n)
     if missing:
@@ -233,6 +233,10 @@ def run_sync(run: BatchRun, progress=None) -> BatchRun:
         snap = run.snapshot()
         if display is not None:
             display.close(dict(snap, status="interrupted"))
+        if run.via == "batch_api":
+            raise KeyboardInterrupt(
+                f"stopped waiting for job {run.job_id}: its provider batch goes on; "
+                f"llm_notebook.session().job({run.job_id!r}).result() picks it up where it is") from None
         raise KeyboardInterrupt(
             f"batch interrupted: {snap['done']} of {snap['total']} rows finished and are saved "
             f"(job {run.job_id}); run the same call again to send only the rest, or see "
@@ -268,6 +272,11 @@ class _Throttle:
     def close(self, snapshot: dict) -> None:
         self.display.close(snapshot)
 
+    def show_again(self) -> None:
+        show_again = getattr(self.display, "show_again", None)
+        if show_again is not None:
+            show_again()
+
 
 def _throttled(display):
     return None if display is None else _Throttle(display)
@@ -286,12 +295,31 @@ async def run_async(run: BatchRun, progress=None) -> BatchRun:
             display.close(run.snapshot())
 
 
+def submit_background(session, run: BatchRun, *, frame=None, schema=None):
+    """Start `run` as a background job; returns its Job at once. Its result is what the
+    foreground call returns: a Series/DataFrame on `frame`'s index, else a BatchResult."""
+    from .background import queue_of
+
+    if frame is not None:
+        index = frame.index
+
+        def shape(finished: BatchRun):
+            return frame_result(finished, index, schema)
+    else:
+        def shape(finished: BatchRun):
+            return list_result(session, finished)
+    job = queue_of(session).submit(run, shape=shape, frame=frame)
+    if frame is not None:
+        remember_index(job.id, frame.index)
+    return job
+
+
 # -- results ---------------------------------------------------------------------------------
 
 def list_result(session, run: BatchRun) -> BatchResult:
     from .jobs import Job
 
-    items = [run.values[i] if run.status[i] == "ok" else None for i in range(run.n)]
+    items = run.parsed_answers()
     return BatchResult(items, run.summary(), Job(session, run.job_id))
 
 
@@ -299,14 +327,12 @@ def frame_result(run: BatchRun, index, schema):
     """df.llm.map's result: a Series of texts, or a DataFrame of fields with a schema."""
     import pandas as pd
 
-    ok = run.status
     info = run.summary()
     if schema is None:
-        texts = [run.texts[i] if ok[i] == "ok" else None for i in range(run.n)]
-        out = pd.Series(pd.array(texts, dtype="string"), index=index)
+        out = pd.Series(pd.array(run.answers(), dtype="string"), index=index)
     else:
         columns = schema.result_columns()
-        records = [schema.row_values(run.values[i]) if ok[i] == "ok" else {} for i in range(run.n)]
+        records = [schema.row_values(v) if v is not None else {} for v in run.parsed_answers()]
         out = pd.DataFrame.from_records(records, columns=columns, index=index)
         out = out.convert_dtypes()
     out.attrs["llm"] = info

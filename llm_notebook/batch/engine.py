@@ -17,6 +17,13 @@ batches need around it:
   a progress display follow the run without looking at it;
 - young garbage collections on the flush's schedule while it runs (gc_policy.py: measured, and
   the collector's state is put back when the run ends).
+- the rows come a chunk at a time (feed.py): messages and cache keys are built for a few
+  thousand rows while the previous ones are sent, so a run of a million rows holds a few chunks'
+  requests, and per row only its answer, status and call id;
+- pacing is per model, not per run (pacing.shared_pacer): runs on the same model, background
+  jobs included, share its rpm/tpm and Retry-After pauses;
+- `via="batch_api"` sends the rows as provider batches instead of calls (provider_batch.py),
+  and logs and reports them through the same books.
 Nothing per row is heavier than the executor itself: no Response, no pandas, no listeners.
 
 A row is taken by exactly one worker (a shared iterator), so no row is sent twice in a run except
@@ -28,19 +35,23 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import time
 import uuid
+from array import array
 from concurrent.futures import ThreadPoolExecutor
 
 from .. import budget as budgets
-from .. import pricing, providers, tokens
+from .. import pricing, tokens
+from ..cache import _NOT_SEMANTIC
 from ..call import outcome as outcomes
 from ..call import replay as replays
 from ..call.executor import Call, execute
 from ..errors import BUDGET, NOT_RECORDED, RATE_LIMIT, BudgetExceeded, LLMError
 from ..retry import RetryPolicy
 from . import gc_policy, store
-from .pacing import AdaptiveLimit, RatePacer
+from .feed import Chunk, Feed
+from .pacing import AdaptiveLimit, shared_pacer
 from .settings import BatchSettings
 
 FLUSH_SECONDS = 0.1
@@ -70,62 +81,71 @@ class BatchRun:
     """One run of a batch. Build it (batch/api.py prepare), `await run()`, then read `texts`,
     `values`, `status`, `errors`, `summary()`."""
 
-    def __init__(self, session, route, messages: list, keys: list, input_errors: dict,
-                 settings: BatchSettings, *, options: dict, concurrency: int, schema=None,
-                 prompt_label: str | None, system: str | None,
+    def __init__(self, session, route, rows, settings: BatchSettings, *, options: dict,
+                 concurrency: int, schema=None, system: str | None,
                  policy: RetryPolicy | None = None, context: dict | None = None,
-                 replay=None, replay_keys: list | None = None):
-        """`settings` as the user gave them (batch/settings.py); the rest as api.prepare
-        worked them out: the rows' messages and cache keys, the model options, the number of
-        workers, the parsed schema, the retry policy, the session's replay (call/replay.py;
-        None when off) and the rows' keys in the recordings."""
+                 n: int | None = None, keep_answers: bool = True, replay=None):
+        """`rows` is the input (inputs.FrameRows or ListRows: requests a chunk at a time, or
+        None to pick up a Batch API job from the log); `settings` as the user gave them
+        (batch/settings.py); the rest as api.prepare worked them out: the model options, the
+        number of workers, the parsed schema, the retry policy, the session's replay
+        (call/replay.py; None when off); `n` the number of rows when there is no `rows`.
+        `keep_answers=False`: the answers are not kept in memory as they come (answers() reads
+        them back from the log, a page at a time, when the run is over): what a run holds per
+        row is then a status and a call id."""
         self.session = session
         self.log = session.log
         self.route = route
-        self.messages = messages
-        self.keys = keys
-        self.input_errors = input_errors
+        self.rows = rows
         self.options = options
-        self.n = len(messages)
+        self.n = rows.n if rows is not None else int(n or 0)
         self.cache = bool(settings.cache)
         self.schema = schema
         self.on_error = settings.on_error
         self.progress = settings.progress
+        self.via = settings.via
+        self.background = bool(settings.background)
         self.policy = policy or session.policy()
         self.limit = AdaptiveLimit(concurrency)
-        self.pacer = RatePacer(settings.rpm, settings.tpm)
+        self.rpm, self.tpm = settings.rpm, settings.tpm
+        self.pacer = shared_pacer(route, settings.rpm, settings.tpm)
         budget = settings.budget
         self.context = context or {}
-        self.prompt_label = prompt_label
+        self.prompt_label = rows.label if rows is not None else None
         self.system = system
         self.replay = replay
-        self.replay_keys = replay_keys
 
         n = self.n
-        self.texts: list = [None] * n
-        self.values: list = [None] * n          # parsed replies (schema runs)
+        self.keep_answers = keep_answers
+        self.texts = [None] * n if keep_answers else _NOT_KEPT
+        self.values = [None] * n if keep_answers else _NOT_KEPT   # parsed replies (schema runs)
         self.status: list = [None] * n          # "ok" | "error" | None (not run)
         self.errors: dict = {}                  # row -> (kind, message)
         self.cached: set = set()
         self.replayed: set = set()
         self.resumed: set = set()
         self.attempts: dict = {}
-        self.call_ids: list = [None] * n
+        # The call id of each row's answer (0: none yet), as machine integers: no Python object
+        # per row beyond its answer (a million-row run keeps a million of these).
+        self.call_ids = array("q", bytes(8 * n))
         self.counters = {c: 0 for c in store.COUNTERS}
         self.counters["cost"] = 0.0
+        self.bad_rows = 0
         self.in_flight = 0
         self.called_done = 0                    # rows finished by a call in this run
         self.requests_sent = 0
         self.retries = 0
         self.rate_limited = 0
         self.job_id: str | None = None
-        self.job_status = "running"
+        self.job_status = "queued" if self.background else "running"
+        self.provider_status: str | None = None  # a Batch API run: the provider's word
         self.stop_reason: str | None = None
         self.stop_error: tuple | None = None
         self.started = self.finished = None
         self.called_started = None
 
-        self.price = pricing.pricer(route.model, session.config.prices)
+        batch_price = self.via == "batch_api"
+        self.price = pricing.pricer(route.model, session.config.prices, batch=batch_price)
         self.budget = _RunBudget(self, _headroom(session, budget))
         if budget is not None and not pricing.is_priced(route.model, session.config.prices):
             raise ValueError(f"budget= needs a price for {route.model!r}, which litellm's price map "
@@ -142,7 +162,10 @@ class BatchRun:
         self._job_rows: list = []
         self._new_call_rows: list = []     # row index of each buffered call
         self._written_rows: list = []      # rows finished since the last flush (for on_rows)
-        self._to_record: list = []         # (row, Outcome) answers to record at the next flush
+        # Recording: (row, Outcome, messages, key) answers to record at the next flush; rows
+        # resumed from an earlier run wait here until their chunk (their request) is built.
+        self._to_record: list = []
+        self._resumed_to_record: dict = {}
         self._flush_wakeup: asyncio.Future | None = None
         self._flusher_stop = False
         self._duplicates: dict = {}          # row sent -> later rows with the same request
@@ -155,7 +178,7 @@ class BatchRun:
 
     def on_rows(self, callback) -> None:
         """`callback(rows)` (on the run's event loop) after each flush: the indices of the rows
-        that finished and are written (their `call_ids` are known), and at the end the rest."""
+        that finished and are written (their `call_id(i)` is known), and at the end the rest."""
         self._row_listeners.append(callback)
 
     def on_progress(self, callback) -> None:
@@ -176,36 +199,29 @@ class BatchRun:
         self.started = time.monotonic()
         loop = asyncio.get_running_loop()
         pool = _writer_pool()
-        fingerprint = _fingerprint(self.route.model, self.keys, self.input_errors)
-        await loop.run_in_executor(pool, self._open_job, fingerprint)
+        if self.job_id is None:
+            await loop.run_in_executor(pool, self.open_job)
+        self.job_status = "running"
+        await loop.run_in_executor(pool, store.mark_running, self.log, self.job_id)
         self._tell([])
         flusher = None
         workers: list = []
         holding_gc = False
+        feed = Feed(self) if self.rows is not None else None
+        self.pacer.attach(self, self.rpm, self.tpm)
         try:
-            for i, (kind, message) in self.input_errors.items():
-                self._fail(i, kind, message, attempts=0, call_ref=None)
-            todo = [i for i in range(self.n) if self.status[i] is None]
-            if todo and self.replay is not None and self.replay.replays:
-                todo = await loop.run_in_executor(pool, self._replay_rows, todo)
-            if todo and self.cache:
-                keys = [self.keys[i] for i in todo]
-                hits = await loop.run_in_executor(pool, self.log.cache_get_many, keys)
-                if hits:
-                    todo = [i for i in todo
-                            if (hit := hits.get(self.keys[i])) is None or not self._take_cached(i, hit)]
-                todo = self._set_duplicates_aside(todo)
-            self._todo = iter(todo)
-            if todo:
-                providers.check_key(self.route)   # (resolved without its key while replaying)
-                await providers.prepare(self.route)
             self.called_started = time.monotonic()
             flusher = asyncio.ensure_future(self._flush_loop())
             gc_policy.hold()
             holding_gc = True
-            if todo:
-                width = 1 if self.route.kind == "local" else min(self.limit.maximum, len(todo))
-                workers = [asyncio.ensure_future(self._worker()) for _ in range(width)]
+            if self.via == "batch_api":
+                from . import provider_batch
+
+                await provider_batch.send(self, feed)
+            elif self.counters["done"] < self.n:
+                width = 1 if self.route.kind == "local" else min(self.limit.maximum,
+                                                                  self.n - self.counters["done"])
+                workers = [asyncio.ensure_future(self._worker(feed)) for _ in range(width)]
                 await asyncio.gather(*workers)
             self.job_status = self._final_status()
         except BaseException as exc:
@@ -221,6 +237,9 @@ class BatchRun:
             await asyncio.gather(*workers, return_exceptions=True)
             raise
         finally:
+            self.pacer.detach(self)
+            if feed is not None:
+                feed.close()
             if holding_gc:
                 gc_policy.release()
             if flusher is not None:
@@ -245,38 +264,50 @@ class BatchRun:
             return "budget"
         if self.stop_reason in ("error", "cancelled"):
             return "stopped" if self.stop_reason == "error" else "cancelled"
+        if self.stop_reason is not None:   # a provider batch that ended without every row
+            return self.stop_reason
         return "done"
 
     def cancel(self) -> None:
-        """Stop starting rows (the progress widget's stop); rows in flight finish."""
-        if self.stop_reason is None:
+        """Stop starting rows (the progress widget's stop); rows in flight finish. A run that
+        has ended stays as it ended."""
+        if self.stop_reason is None and self.finished is None:
             self.stop_reason = "cancelled"
 
     # -- job record -------------------------------------------------------------------------
 
-    def _open_job(self, fingerprint: str) -> None:
-        """(writer thread) Resume the unfinished job with the same rows, or start a new one."""
-        previous = store.resumable_job(self.log, fingerprint, self.session.kernel_session)
+    def open_job(self) -> None:
+        """(any thread) Resume the unfinished job with the same rows, or start a new one. A
+        background job opens before it is queued, so its id is known at once."""
+        fingerprint = _fingerprint(self.route, self.options, self.rows, self.via)
+        kernel = self.session.kernel_session
+        previous = store.resumable_job(self.log, fingerprint, kernel)
+        status = "queued" if self.background else "running"
         if previous is not None:
             self.job_id = previous["id"]
-            store.reopen_job(self.log, self.job_id, self.session.kernel_session,
-                             self.context.get("notebook"), self.context.get("cell_id"))
-            resume_rows = store.finished_rows(self.log, self.job_id)
+            store.reopen_job(self.log, self.job_id, kernel, self.context.get("notebook"),
+                             self.context.get("cell_id"), status=status,
+                             background=self.background)
         else:
             self.job_id = uuid.uuid4().hex[:12]
-            resume_rows = []
             store.create_job(self.log, {
                 "id": self.job_id, "fingerprint": fingerprint, "model": self.route.model,
                 "prompt": self.prompt_label, "system": self.system,
                 "options": self._base_row["options"],
                 "schema": self.schema.json_schema if self.schema is not None else None,
-                "rows": self.n, "kernel_session": self.session.kernel_session,
-                "notebook": self.context.get("notebook"), "cell_id": self.context.get("cell_id")})
+                "rows": self.n, "kernel_session": kernel, "via": self.via,
+                "background": int(self.background),
+                "notebook": self.context.get("notebook"), "cell_id": self.context.get("cell_id")},
+                status=status)
         self._base_row["job_id"] = self.job_id
-        for r in resume_rows:
-            i = r["row"]
-            if 0 <= i < self.n and i not in self.input_errors:
-                self._take_resumed(i, r)
+        if previous is not None:
+            self.take_resumed_rows()
+
+    def take_resumed_rows(self) -> None:
+        """(any thread) Count the rows the job's earlier runs answered as done."""
+        for r in store.finished_rows(self.log, self.job_id):
+            if 0 <= r["row"] < self.n and self.status[r["row"]] is None:
+                self._take_resumed(r["row"], r)
 
     def _take_resumed(self, i: int, r: dict) -> None:
         value, problem = self._parse(r["response"] or "")
@@ -285,12 +316,12 @@ class BatchRun:
         self.status[i] = "ok"
         self.texts[i] = r["response"] or ""
         self.values[i] = value
-        self.call_ids[i] = r["call_id"]
+        self.call_ids[i] = r["call_id"] or 0
         self.resumed.add(i)
         if self.replay is not None and self.replay.records and not r.get("replayed"):
-            self._to_record.append((i, outcomes.Outcome(
-                "ok", self.texts[i], 0.0, 0.0, input_tokens=r["input_tokens"],
-                output_tokens=r["output_tokens"], cost=r["cost"], cached=bool(r["cached"]))))
+            self._resumed_to_record[i] = outcomes.Outcome(
+                "ok", r["response"] or "", 0.0, 0.0, input_tokens=r["input_tokens"],
+                output_tokens=r["output_tokens"], cost=r["cost"], cached=bool(r["cached"]))
         self._written_rows.append(i)
         if r["cached"]:
             self.cached.add(i)
@@ -305,17 +336,54 @@ class BatchRun:
 
     # -- rows without a call ----------------------------------------------------------------
 
-    def _replay_rows(self, todo: list) -> list:
+    async def take_chunk(self, chunk: Chunk) -> list:
+        """(the feed) A chunk's rows that failed to make a request become errors, the recorded
+        ones (replaying) and the cached ones answers; returns the rows to send (equal requests
+        set aside to share one)."""
+        for i, (kind, message) in chunk.errors.items():
+            self.bad_rows += 1
+            if self.status[i] is None:
+                self._fail(i, kind, message, attempts=0, call_ref=None)
+        if self._resumed_to_record:
+            for i in range(chunk.start, chunk.stop):
+                result = self._resumed_to_record.pop(i, None)
+                if result is not None:
+                    self._remember(i, result, chunk)
+        todo = [i for i in range(chunk.start, chunk.stop)
+                if self.status[i] is None and chunk.messages_of(i) is not None]
+        loop = asyncio.get_running_loop()
+        if todo and self.replay is not None and self.replay.replays:
+            todo = await loop.run_in_executor(_writer_pool(), self._replay_rows, todo, chunk)
+        if todo and self.cache:
+            keys = [chunk.key_of(i) for i in todo]
+            hits = await loop.run_in_executor(_writer_pool(), self.log.cache_get_many, keys)
+            if hits:
+                todo = [i for i in todo
+                        if (hit := hits.get(chunk.key_of(i))) is None
+                        or not self._take_cached(i, hit, chunk)]
+            todo = self._set_duplicates_aside(todo, chunk)
+        if len(self._job_rows) >= FLUSH_ROWS:
+            self._wake_flusher()
+        return todo
+
+    def _remember(self, i: int, result: outcomes.Outcome, chunk: Chunk) -> None:
+        """Recording: row i's answer goes to the recordings with the next flush (with its
+        request, taken now, while its chunk is alive)."""
+        if self.replay is not None and self.replay.records:
+            key = self.replay.key(self.route, chunk.messages_of(i), self.options) \
+                if chunk.replay_keys is None else chunk.replay_key_of(i)
+            self._to_record.append((i, result, chunk.messages_of(i), key))
+
+    def _replay_rows(self, todo: list, chunk: Chunk) -> list:
         """(writer thread) Take every row the recordings answer; returns the rows left to call
         (none in replay mode: a row that is not recorded fails, nothing is sent)."""
-        keys = self.replay_keys
-        found = self.replay.find_many(keys[i] for i in todo)
+        found = self.replay.find_many(chunk.replay_key_of(i) for i in todo)
         ts = time.time()
         left = []
         for i in todo:
-            recorded = found.get(keys[i])
+            recorded = found.get(chunk.replay_key_of(i))
             if recorded is not None:
-                self._take_replayed(i, replays.outcome(recorded, ts=ts))
+                self._take_replayed(i, replays.outcome(recorded, ts=ts), chunk)
             elif self.replay.strict:
                 self._fail(i, NOT_RECORDED, f"not recorded in {self.replay.recordings.path}",
                            attempts=0, call_ref=None)
@@ -323,9 +391,9 @@ class BatchRun:
                 left.append(i)
         return left
 
-    def _take_replayed(self, i: int, result: outcomes.Outcome) -> None:
+    def _take_replayed(self, i: int, result: outcomes.Outcome, chunk: Chunk) -> None:
         """Row i answered from the recordings: a call row marked replayed, free, not cached."""
-        ref = self._buffer_call(i, result)
+        ref = self._buffer_call(i, result, chunk)
         self.replayed.add(i)
         self.texts[i] = result.text
         if not result.ok:
@@ -345,7 +413,7 @@ class BatchRun:
         c["ok"] += 1
         self._job_rows.append((i, "ok", ref, 0, None, None, 0, 0.0))
 
-    def _take_cached(self, i: int, hit: dict) -> bool:
+    def _take_cached(self, i: int, hit: dict, chunk: Chunk) -> bool:
         text = hit["response"]
         value, problem = self._parse(text)
         if problem is not None:
@@ -353,10 +421,9 @@ class BatchRun:
         self.status[i] = "ok"
         self.texts[i] = text
         self.values[i] = value
-        self.call_ids[i] = hit.get("call_id")
+        self.call_ids[i] = hit.get("call_id") or 0
         self.cached.add(i)
-        if self.replay is not None and self.replay.records:
-            self._to_record.append((i, outcomes.from_cache(hit, ts=0.0, duration_ms=0.0)))
+        self._remember(i, outcomes.from_cache(hit, ts=0.0, duration_ms=0.0), chunk)
         self._written_rows.append(i)
         c = self.counters
         c["done"] += 1
@@ -391,14 +458,14 @@ class BatchRun:
                        attempts=0, call_ref=None)
             self._mirror(i, None)
 
-    def _set_duplicates_aside(self, todo: list) -> list:
-        """Rows whose request equals an earlier row's are not sent: they take that row's
-        outcome (the cache would give them its answer on the next run anyway). Only when the
-        cache is on: without it, equal requests are independent samples."""
+    def _set_duplicates_aside(self, todo: list, chunk: Chunk) -> list:
+        """Rows whose request equals an earlier row's of the chunk are not sent: they take that
+        row's outcome (the cache would give them its answer on the next run anyway). Only when
+        the cache is on: without it, equal requests are independent samples."""
         first: dict = {}
         unique = []
         for i in todo:
-            owner = first.setdefault(self.keys[i], i)
+            owner = first.setdefault(chunk.key_of(i), i)
             if owner == i:
                 unique.append(i)
             else:
@@ -430,56 +497,56 @@ class BatchRun:
 
     # -- calling ----------------------------------------------------------------------------
 
-    async def _worker(self) -> None:
+    async def _worker(self, feed: Feed) -> None:
         gate = _Gate(self)
-        for i in self._todo:
+        while (item := await feed.take()) is not None:
+            i, chunk = item
             if self.stop_reason is not None:
                 self._unstarted(i)
                 continue
-            messages = self.messages[i]
+            messages = chunk.messages_of(i)
             call = Call(self.route, messages, self.options, self.policy, self.price,
                         est_in=tokens.estimate_prompt(messages), est_out=self.budget_out)
             try:
-                await execute(call, sink=_RowSink(self, i), gate=gate, budget=self.budget)
+                await execute(call, sink=_RowSink(self, i, chunk), gate=gate, budget=self.budget)
             except BudgetExceeded:
                 self.stop_reason = self.stop_reason or BUDGET
                 self._unstarted(i)
 
     # -- outcomes ---------------------------------------------------------------------------
 
-    def _record(self, i: int, result: outcomes.Outcome) -> None:
+    def record(self, i: int, result: outcomes.Outcome, chunk: Chunk) -> None:
         """(the row's sink) Buffer row i's call and account for its outcome."""
         if result.status == "interrupted":
-            self._buffer_call(i, result)
+            self._buffer_call(i, result, chunk)
             return
         self.called_done += 1
         self.requests_sent += result.attempts
         self.retries += max(0, result.attempts - 1)
         if result.attempts != 1:
             self.attempts[i] = result.attempts
-        ref = self._buffer_call(i, result) if result.attempts else None
-        if self.replay is not None and self.replay.records:
-            self._to_record.append((i, result))
+        ref = self._buffer_call(i, result, chunk) if result.attempts else None
+        self._remember(i, result, chunk)
         if not result.ok:
             if result.error_kind == BUDGET:
                 self.stop_reason = self.stop_reason or BUDGET
             self.texts[i] = result.text
             self._fail(i, result.error_kind, result.error, attempts=result.attempts, call_ref=ref)
         else:
-            self._succeeded(i, result, ref)
+            self._succeeded(i, result, ref, chunk)
         self._mirror(i, ref)
         if len(self._job_rows) >= FLUSH_ROWS:
             self._wake_flusher()
 
-    def _buffer_call(self, i: int, result: outcomes.Outcome) -> tuple:
-        key = self.keys[i] if self.cache else None
+    def _buffer_call(self, i: int, result: outcomes.Outcome, chunk: Chunk) -> tuple:
+        key = chunk.key_of(i) if self.cache else None
         ref = ("new", len(self._calls))
-        self._calls.append(result.row(self._base_row, self.messages[i], cache_key=key,
+        self._calls.append(result.row(self._base_row, chunk.messages_of(i), cache_key=key,
                                       row_key=str(i)))
         self._new_call_rows.append(i)
         return ref
 
-    def _succeeded(self, i: int, result: outcomes.Outcome, ref: tuple) -> None:
+    def _succeeded(self, i: int, result: outcomes.Outcome, ref: tuple, chunk: Chunk) -> None:
         c = self.counters
         tin, tout, cost = result.input_tokens, result.output_tokens, result.cost
         c["input_tokens"] += tin or 0
@@ -503,8 +570,9 @@ class BatchRun:
         self._written_rows.append(i)
         c["done"] += 1
         c["ok"] += 1
-        if self.cache and self.keys[i] is not None:
-            self._cache_entries.append((self.keys[i], ref[1], text, tin, tout))
+        key = chunk.key_of(i)
+        if self.cache and key is not None:
+            self._cache_entries.append((key, ref[1], text, tin, tout))
         self._job_rows.append((i, "ok", ref, 0, None, None, result.attempts, cost))
 
     # -- writing ----------------------------------------------------------------------------
@@ -566,10 +634,39 @@ class BatchRun:
         for i, call_id in zip(owners, ids):
             self.call_ids[i] = call_id
         if to_record:
-            replay, keys = self.replay, self.replay_keys
-            replay.add([replay.line(keys[i], self.route, self.messages[i], self.options, result)
-                        for i, result in sorted(to_record, key=lambda pair: pair[0])])
+            replay = self.replay
+            replay.add([replay.line(key, self.route, messages, self.options, result)
+                        for _i, result, messages, key in sorted(to_record, key=lambda e: e[0])])
         return ids
+
+    def answers(self) -> list:
+        """Each row's answer (None where it has none): from memory, or read back from the log a
+        page at a time when the run did not keep them (assembled once, at the end, rather than
+        a string per row kept, among the run's other allocations, for the whole run)."""
+        status = self.status
+        if self.keep_answers:
+            texts = self.texts
+            return [texts[i] if status[i] == "ok" else None for i in range(self.n)]
+        texts: list = [None] * self.n
+        if self.job_id is not None:
+            for row, text in store.answers(self.log, self.job_id):
+                if 0 <= row < self.n and status[row] == "ok":
+                    texts[row] = text if text is not None else ""
+        return texts
+
+    def parsed_answers(self) -> list:
+        """answers() parsed by the run's schema (the answers themselves without one)."""
+        if self.keep_answers:
+            return [self.values[i] if self.status[i] == "ok" else None for i in range(self.n)]
+        texts = self.answers()
+        if self.schema is None:
+            return texts
+        return [None if t is None else self._parse(t)[0] for t in texts]
+
+    def call_id(self, i: int) -> int | None:
+        """The id of the call that answered row i (for a cache hit: the call that made the
+        answer), or None."""
+        return self.call_ids[i] or None
 
     # -- reporting --------------------------------------------------------------------------
 
@@ -588,7 +685,7 @@ class BatchRun:
             "concurrency": int(self.limit.limit), "rate": rate,
             "eta": (left / rate) if rate and left else (0.0 if not left else None),
             "elapsed": now - (self.started or now), "status": self.job_status,
-            "stopping": self.stop_reason,
+            "stopping": self.stop_reason, "via": self.via, "provider": self.provider_status,
         }
 
     def summary(self) -> dict:
@@ -601,21 +698,37 @@ class BatchRun:
             "input_tokens": c["input_tokens"], "output_tokens": c["output_tokens"],
             "cost": round(c["cost"], 10), "unpriced": c["unpriced"],
             "requests": self.requests_sent, "retries": self.retries,
-            "rate_limited": self.rate_limited, "model": self.route.model,
+            "rate_limited": self.rate_limited, "model": self.route.model, "via": self.via,
             "duration_s": round((self.finished or time.monotonic()) - (self.started or 0), 3),
         }
 
 
+class _NotKept:
+    """A run's texts and values when it does not keep answers: what is written is dropped."""
+
+    __slots__ = ()
+
+    def __setitem__(self, i, value) -> None:
+        pass
+
+    def __getitem__(self, i):
+        return None
+
+
+_NOT_KEPT = _NotKept()
+
+
 class _RowSink:
-    """The executor's sink for one row (a callable object: cheaper than a closure per row)."""
+    """The executor's sink for one row (a callable object: cheaper than a closure per row). It
+    holds the row's chunk, whose messages and key the row's log entry takes."""
 
-    __slots__ = ("run", "i")
+    __slots__ = ("run", "i", "chunk")
 
-    def __init__(self, run: BatchRun, i: int):
-        self.run, self.i = run, i
+    def __init__(self, run: BatchRun, i: int, chunk: Chunk):
+        self.run, self.i, self.chunk = run, i, chunk
 
     def __call__(self, result: outcomes.Outcome) -> None:
-        self.run._record(self.i, result)
+        self.run.record(self.i, result, self.chunk)
 
 
 class _Gate:
@@ -702,13 +815,12 @@ def _headroom(session, budget: float | None) -> float | None:
     return max(0.0, min(limits)) if limits else None
 
 
-def _fingerprint(model: str, keys: list, input_errors: dict) -> str:
-    """Digest of every row's request: the same rows, prompt, model and options give the same job."""
-    h = hashlib.sha256(model.encode())
-    for i, key in enumerate(keys):
-        h.update(b"\0")
-        if i in input_errors:
-            h.update(b"!" + input_errors[i][0].encode())
-        elif key:
-            h.update(key.encode())
+def _fingerprint(route, options: dict, rows, via: str) -> str:
+    """Digest of what decides every row's request (model, endpoint, options, the prompt and
+    the input's contents) and of how rows are sent: the same call again gives the same job."""
+    h = hashlib.sha256(route.model.encode())
+    semantic = {k: v for k, v in options.items() if k not in _NOT_SEMANTIC and v is not None}
+    h.update(json.dumps([route.base_url or route.endpoint or "", semantic,
+                         "" if via == "calls" else via], sort_keys=True, default=str).encode())
+    rows.digest(h)
     return h.hexdigest()

@@ -1,5 +1,6 @@
 """Turning a batch's input (DataFrame rows and a prompt template, or a list of prompts) into one
-request per row, before anything is sent.
+request per row: `FrameRows` and `ListRows` check the whole input when made and build requests a
+chunk of rows at a time (`build(start, stop)`), as the run needs them.
 
 Whole-input mistakes (a placeholder naming a column that does not exist, a prompt without
 placeholders) fail here with a message that says how to fix them. A bad cell (missing value,
@@ -20,6 +21,7 @@ from ..errors import CONTEXT_WINDOW
 
 BAD_INPUT = "bad_input"          # error kind of a row whose cells cannot make a prompt
 DEFAULT_MAX_PROMPT_TOKENS = 100_000   # when the model's context window is unknown
+DIGEST_ROWS = 16_384                  # rows hashed at a time for a run's fingerprint
 _TEMPLATE_REF = re.compile(r"^[\w.-]+(@\d+)?$")
 
 
@@ -115,75 +117,183 @@ def max_prompt_tokens(route) -> int:
     return pricing.context_window(route.model) or DEFAULT_MAX_PROMPT_TOKENS
 
 
-def from_frame(df, spec: PromptSpec, *, max_tokens: int, attach: list | None = None) -> Requests:
-    """One request per DataFrame row, filling `{column}` placeholders from that row's cells;
-    the cells of the `attach` columns go with the prompt as attachments."""
-    try:
-        template = placeholders.parse(spec.prompt)
-        system_template = placeholders.parse(spec.system) if spec.system else None
-    except placeholders.PlaceholderSyntaxError as exc:
-        odd = [str(c) for c in df.columns if not str(c).isidentifier()]
-        if not odd or exc.kind in ("unmatched_open", "unmatched_close", "empty"):
-            raise
-        better = re.sub(r"\W+", "_", odd[0]).strip("_") or "column"
-        raise placeholders.PlaceholderSyntaxError(
-            f"{exc.message}. A placeholder names a column with letters, digits and _ only: "
-            f"rename {odd[0]!r} first, e.g. df.rename(columns={{{odd[0]!r}: {better!r}}})",
-            exc.line, exc.column, exc.kind) from None
-    names = list(template.variables)
-    if system_template is not None:
-        names += [v for v in system_template.variables if v not in names]
-    attach_columns = _attachment_columns(df, attach)
-    if not names and not attach_columns:
-        raise ValueError(
-            "the prompt has no {column} placeholders, so every row would send the same request; "
-            "name the column(s) to fill in, e.g. 'Summarize: {text}'. Columns: "
-            + ", ".join(str(c) for c in df.columns))
-    columns = {}
-    for name in names:
-        if name in df.columns:
-            columns[name] = df[name].tolist()
-        elif name not in spec.defaults:
-            raise MissingColumnError(name, list(df.columns))
-    n = len(df)
-    messages: list = [None] * n
-    prompts: list = [None] * n
-    errors: dict = {}
-    constant = {k: v for k, v in spec.defaults.items() if k not in columns}
-    limit_chars = max_tokens * 4
-    for i in range(n):
-        values = dict(constant)
-        bad = None
-        for name, column in columns.items():
-            text = cell_text(column[i])
-            if type(text) is not str:
-                bad = f"column '{name}' {text.reason}"
-                break
-            values[name] = text
-        if bad is None:
-            try:
-                prompt = template.render(values)
-                system = system_template.render(values) if system_template is not None else None
-            except placeholders.PlaceholderError as exc:
-                bad = str(exc)
-        attached = []
-        if bad is None and attach_columns:
-            attached, bad = _row_attachments(attach_columns, i)
-        if bad is not None:
-            errors[i] = (BAD_INPUT, f"{bad}; the row was not sent")
-            continue
-        size = len(prompt) + (len(system) if system else 0)
-        if size > limit_chars:
-            longest = max(columns, key=lambda c: len(values[c]))
-            errors[i] = (CONTEXT_WINDOW, _oversized(size, max_tokens, f"column '{longest}'"))
-            continue
-        prompts[i] = prompt
-        messages[i] = _messages(system, prompt, attached)
-    return Requests(messages, prompts, errors)
+class FrameRows:
+    """A DataFrame's rows as requests, `{column}` placeholders filled from each row's cells.
+
+    Whole-input mistakes fail when it is made; requests are built a chunk of rows at a time
+    (`build(start, stop)`), so a run of a million rows never holds a million message lists."""
+
+    def __init__(self, df, spec: PromptSpec, *, max_tokens: int, attach=None):
+        try:
+            template = placeholders.parse(spec.prompt)
+            system_template = placeholders.parse(spec.system) if spec.system else None
+        except placeholders.PlaceholderSyntaxError as exc:
+            odd = [str(c) for c in df.columns if not str(c).isidentifier()]
+            if not odd or exc.kind in ("unmatched_open", "unmatched_close", "empty"):
+                raise
+            better = re.sub(r"\W+", "_", odd[0]).strip("_") or "column"
+            raise placeholders.PlaceholderSyntaxError(
+                f"{exc.message}. A placeholder names a column with letters, digits and _ only: "
+                f"rename {odd[0]!r} first, e.g. df.rename(columns={{{odd[0]!r}: {better!r}}})",
+                exc.line, exc.column, exc.kind) from None
+        names = list(template.variables)
+        if system_template is not None:
+            names += [v for v in system_template.variables if v not in names]
+        # The cells of the `attachments=` columns go with the prompt as attachments.
+        self.attach = _attachment_columns(df, attach)
+        if not names and not self.attach:
+            raise ValueError(
+                "the prompt has no {column} placeholders, so every row would send the same request; "
+                "name the column(s) to fill in, e.g. 'Summarize: {text}'. Columns: "
+                + ", ".join(str(c) for c in df.columns))
+        self.columns = {}
+        for name in names:
+            if name in df.columns:
+                self.columns[name] = df[name]
+            elif name not in spec.defaults:
+                raise MissingColumnError(name, list(df.columns))
+        self.frame = df
+        self.spec = spec
+        self.template = template
+        self.system_template = system_template
+        self.constant = {k: v for k, v in spec.defaults.items() if k not in self.columns}
+        self.limit_chars = max_tokens * 4
+        self.n = len(df)
+        self.label = spec.name or spec.prompt
+
+    def build(self, start: int, stop: int) -> Requests:
+        """The requests of rows [start, stop): lists indexed from `start`, errors by row."""
+        count = stop - start
+        messages: list = [None] * count
+        prompts: list = [None] * count
+        errors: dict = {}
+        cells = {name: column.iloc[start:stop].tolist() for name, column in self.columns.items()}
+        attach = {name: column.iloc[start:stop].tolist() for name, column in self.attach.items()}
+        template, system_template = self.template, self.system_template
+        for j in range(count):
+            values = dict(self.constant)
+            bad = None
+            for name, column in cells.items():
+                text = cell_text(column[j])
+                if type(text) is not str:
+                    bad = f"column '{name}' {text.reason}"
+                    break
+                values[name] = text
+            if bad is None:
+                try:
+                    prompt = template.render(values)
+                    system = system_template.render(values) if system_template is not None else None
+                except placeholders.PlaceholderError as exc:
+                    bad = str(exc)
+            attached = []
+            if bad is None and attach:
+                attached, bad = _row_attachments(attach, j)
+            if bad is not None:
+                errors[start + j] = (BAD_INPUT, f"{bad}; the row was not sent")
+                continue
+            size = len(prompt) + (len(system) if system else 0)
+            if size > self.limit_chars:
+                longest = max(cells, key=lambda c: len(values[c]))
+                errors[start + j] = (CONTEXT_WINDOW, _oversized(size, self.limit_chars // 4,
+                                                                f"column '{longest}'"))
+                continue
+            prompts[j] = prompt
+            messages[j] = _messages(system, prompt, attached)
+        return Requests(messages, prompts, errors)
+
+    def digest(self, h) -> None:
+        """Feed what decides every row's request into hash `h`: the templates, the constant
+        values and the cells of the columns they use (hashed by pandas, vectorised)."""
+        import pandas as pd
+
+        h.update(json.dumps([self.spec.prompt, self.spec.system, self.constant, self.n],
+                            sort_keys=True, default=str).encode())
+        for name, column in {**self.columns, **self.attach}.items():
+            h.update(name.encode() + b"\0")
+            # A slice at a time: pandas' hashing of text makes a few hundred bytes of scratch per
+            # cell, which a whole million-row column would turn into the run's high-water mark.
+            for start in range(0, self.n, DIGEST_ROWS):
+                part = column.iloc[start:start + DIGEST_ROWS]
+                try:
+                    hashed = pd.util.hash_pandas_object(part, index=False)
+                except TypeError:  # unhashable cells (lists, dicts): hashed as their text
+                    hashed = pd.util.hash_pandas_object(part.map(repr), index=False)
+                h.update(hashed.to_numpy().tobytes())
+
+
+class ListRows:
+    """A list of prompts (strings, or lists of chat messages) as requests, a chunk at a time."""
+
+    def __init__(self, items: list, system: str | None, *, max_tokens: int):
+        self.items = items
+        self.system = system
+        self.limit_chars = max_tokens * 4
+        self.n = len(items)
+        first = next((p for p in items if isinstance(p, str)), None)
+        if first is None and items and isinstance(items[0], list) and items[0]:
+            last = items[0][-1]
+            first = last.get("content") if isinstance(last, dict) else None
+        self.label = first if isinstance(first, str) else None
+
+    def build(self, start: int, stop: int) -> Requests:
+        count = stop - start
+        messages: list = [None] * count
+        prompts: list = [None] * count
+        errors: dict = {}
+        spec_system, limit_chars = self.system, self.limit_chars
+        for j, item in enumerate(self.items[start:stop]):
+            i = start + j
+            if isinstance(item, list) and item and all(isinstance(m, dict) and "role" in m for m in item):
+                msgs = list(item)
+                if spec_system and not any(m.get("role") == "system" for m in msgs):
+                    msgs.insert(0, {"role": "system", "content": spec_system})
+                last = msgs[-1].get("content")
+                prompt = last if isinstance(last, str) else json.dumps(last, default=str)
+            else:
+                text = cell_text(item)
+                if type(text) is not str:
+                    errors[i] = (BAD_INPUT, f"the prompt {text.reason}; the row was not sent")
+                    continue
+                prompt = text
+                msgs = _messages(spec_system, text)
+            size = sum(len(str(m.get("content") or "")) for m in msgs)
+            if size > limit_chars:
+                errors[i] = (CONTEXT_WINDOW, _oversized(size, limit_chars // 4, "the prompt"))
+                continue
+            prompts[j] = prompt
+            messages[j] = msgs
+        return Requests(messages, prompts, errors)
+
+    def digest(self, h) -> None:
+        h.update(json.dumps([self.system, self.n], default=str).encode())
+        for item in self.items:
+            h.update(b"\0" + (item.encode("utf-8", "surrogatepass") if type(item) is str
+                              else json.dumps(item, sort_keys=True, default=str).encode(
+                                  "utf-8", "surrogatepass")))
+
+
+def first_error(rows, chunk: int = 10_000) -> tuple[int, int, tuple] | None:
+    """(row, number of bad rows, (kind, message) of the first) when any row cannot make a
+    request, else None: a pass over the input that keeps nothing (on_error='raise')."""
+    found, count = None, 0
+    for start in range(0, rows.n, chunk):
+        errors = rows.build(start, min(rows.n, start + chunk)).errors
+        if errors:
+            count += len(errors)
+            if found is None:
+                i = min(errors)
+                found = (i, errors[i])
+    return None if found is None else (found[0], count, found[1])
+
+
+def from_frame(df, spec: PromptSpec, *, max_tokens: int) -> Requests:
+    """Every row's request at once (small inputs; runs build theirs a chunk at a time)."""
+    rows = FrameRows(df, spec, max_tokens=max_tokens)
+    return rows.build(0, rows.n)
 
 
 def _attachment_columns(df, attach) -> dict:
-    """{column: its cells} of the `attachments=` setting (a name or a list of names)."""
+    """{column: the Series} of the `attachments=` setting (a name or a list of names)."""
     if attach is None:
         return {}
     names = [attach] if isinstance(attach, str) or not hasattr(attach, "__iter__") else list(attach)
@@ -191,7 +301,7 @@ def _attachment_columns(df, attach) -> dict:
     for name in names:
         if name not in df.columns:
             raise MissingColumnError(str(name), list(df.columns))
-        columns[name] = df[name].tolist()
+        columns[name] = df[name]
     return columns
 
 
@@ -214,33 +324,8 @@ def _row_attachments(columns: dict, i: int) -> tuple[list, str | None]:
 
 
 def from_list(items, spec_system: str | None, *, max_tokens: int) -> Requests:
-    """One request per prompt of a list (a string, or a list of chat messages)."""
-    n = len(items)
-    messages: list = [None] * n
-    prompts: list = [None] * n
-    errors: dict = {}
-    limit_chars = max_tokens * 4
-    for i, item in enumerate(items):
-        if isinstance(item, list) and item and all(isinstance(m, dict) and "role" in m for m in item):
-            msgs = list(item)
-            if spec_system and not any(m.get("role") == "system" for m in msgs):
-                msgs.insert(0, {"role": "system", "content": spec_system})
-            last = msgs[-1].get("content")
-            prompt = last if isinstance(last, str) else json.dumps(last, default=str)
-        else:
-            text = cell_text(item)
-            if type(text) is not str:
-                errors[i] = (BAD_INPUT, f"the prompt {text.reason}; the row was not sent")
-                continue
-            prompt = text
-            msgs = _messages(spec_system, text)
-        size = sum(len(str(m.get("content") or "")) for m in msgs)
-        if size > limit_chars:
-            errors[i] = (CONTEXT_WINDOW, _oversized(size, max_tokens, "the prompt"))
-            continue
-        prompts[i] = prompt
-        messages[i] = msgs
-    return Requests(messages, prompts, errors)
+    rows = ListRows(list(items), spec_system, max_tokens=max_tokens)
+    return rows.build(0, rows.n)
 
 
 def _messages(system: str | None, prompt: str, attached: list = ()) -> list[dict]:
@@ -310,5 +395,6 @@ def _is_missing_scalar(value) -> bool:
         return False
 
 
-__all__ = ["BAD_INPUT", "MissingColumnError", "PromptSpec", "Requests",
-           "prompt_spec", "from_frame", "from_list", "cell_text", "max_prompt_tokens"]
+__all__ = ["BAD_INPUT", "MissingColumnError", "PromptSpec", "Requests", "FrameRows", "ListRows",
+           "prompt_spec", "from_frame", "from_list", "first_error", "cell_text",
+           "max_prompt_tokens"]

@@ -7,6 +7,9 @@ The widget's Stop button interrupts the kernel through the Jupyter server's REST
 request as the toolbar's ■ button). A comm message could not work: the kernel reads comm messages
 only between cells, and the cell running the batch is still running. The interrupt arrives as
 Ctrl-C, which the run turns into a clean stop within 2 s with every finished row saved.
+A background job's Stop is the other way round: interrupting the kernel would stop whatever cell
+runs, not the job, so it sends a comm message ("cancel"), which the kernel reads at once while
+idle (background.py cancels the job: no new rows, those in flight finish).
 
 The widget's output also carries a static snapshot of the numbers (no rate or ETA), updated when
 the run ends, for a notebook read where no kernel runs (widgets/display.py).
@@ -22,7 +25,10 @@ import time
 _MODES = (None, True, False, "auto", "widget", "text", "none")
 
 
-def open_display(mode, run):
+def open_display(mode, run, *, background: bool = False):
+    """The progress display `mode` asks for. A background job shows a widget in a notebook and
+    nothing elsewhere unless asked for text (a bar rewriting itself under the prompt of a
+    terminal the user is typing in would be in the way)."""
     if mode not in _MODES:
         raise ValueError(f"progress must be True, False, 'widget', 'text' or None (auto), not {mode!r}")
     if mode is False or mode == "none":
@@ -32,9 +38,11 @@ def open_display(mode, run):
     in_kernel = _in_kernel()
     if mode == "widget" or (mode in (None, True, "auto") and in_kernel):
         try:
-            return WidgetBar(run)
+            return WidgetBar(run, background=background)
         except Exception:  # no anywidget/ipywidgets frontend: fall back to text
-            return TextBar(run, stream=sys.stdout)
+            return None if background else TextBar(run, stream=sys.stdout)
+    if background:
+        return None
     if mode is True or _stderr_is_tty():
         return TextBar(run)
     return None
@@ -72,6 +80,8 @@ def describe(s: dict, *, timing: bool = True) -> str:
         parts.append(f"${s['cost']:.4f}")
     else:
         parts.append("price unknown")
+    if s.get("provider"):
+        parts.append(f"provider batch: {s['provider']}")
     if s["status"] != "running":
         parts.append(s["status"])
     elif s.get("stopping"):
@@ -178,6 +188,11 @@ function render({ model, el }) {
   stop.addEventListener("click", async () => {
     stop.disabled = true;
     stop.textContent = "Stopping…";
+    if (model.get("background")) {
+      // A background job: cancel the job, not the cell the kernel is running.
+      model.send({ type: "cancel" });
+      return;
+    }
     try {
       await interruptKernel(model.get("kernel_id"));
     } catch (e) {
@@ -193,7 +208,7 @@ function render({ model, el }) {
     bar.max = Math.max(total, 1);
     bar.value = done;
     text.textContent = model.get("line");
-    const running = model.get("status") === "running";
+    const running = model.get("status") === "running" || model.get("status") === "queued";
     stop.style.display = running ? "" : "none";
     if (!running) note.textContent = "";
     root.dataset.status = model.get("status");
@@ -222,8 +237,14 @@ def _widget_class():
         line = t.Unicode("").tag(sync=True)
         job_id = t.Unicode("").tag(sync=True)
         kernel_id = t.Unicode("").tag(sync=True)
+        background = t.Bool(False).tag(sync=True)
 
         settled_line = ""  # describe() without timings: what the snapshot shows
+        stop_handler = None
+
+        def on_custom_message(self, content, buffers):
+            if content.get("type") == "cancel" and self.stop_handler is not None:
+                self.stop_handler()
 
         def __repr__(self) -> str:
             return f"batch {self.job_id}: {self.line}" if self.job_id else f"batch: {self.line}"
@@ -241,14 +262,15 @@ _WIDGET_CLASS = None
 class WidgetBar:
     """The notebook display: a progress bar, the numbers, and a Stop button."""
 
-    def __init__(self, run):
+    def __init__(self, run, *, background: bool = False):
         global _WIDGET_CLASS
         if _WIDGET_CLASS is None:
             _WIDGET_CLASS = _widget_class()
         from IPython.display import display
 
         s = run.snapshot()
-        self.widget = _WIDGET_CLASS(total=s["total"], kernel_id=_kernel_id())
+        self.widget = _WIDGET_CLASS(total=s["total"], kernel_id=_kernel_id(),
+                                    background=background)
         self._last = None
         self.update(s)
         display(self.widget)
@@ -265,7 +287,17 @@ class WidgetBar:
             for key, value in state.items():
                 setattr(self.widget, key, value)
 
+    def on_stop(self, handler) -> None:
+        """A background job's Stop button calls `handler` (in the kernel)."""
+        self.widget.stop_handler = handler
+
     def close(self, s: dict) -> None:
         self.update(s)
         # The run is over: the saved output keeps its final numbers.
         self.widget.refresh_snapshot()
+
+    def show_again(self) -> None:
+        """Sends the output's snapshot again from this thread (a background job's widget is
+        updated from the loop thread, whose messages a headless runner such as nbclient files
+        under no running cell and drops; a cell waiting for the job sends it as its own)."""
+        self.widget.republish_snapshot()

@@ -127,7 +127,7 @@ class Execution:
 
     async def _hand_over(self, group: _Group, ready: list[int]) -> None:
         run = group.run
-        ids = [run.call_ids[j] for j in ready if run.call_ids[j] is not None]
+        ids = [run.call_id(j) for j in ready if run.call_id(j) is not None]
         metrics = {}
         if ids:
             loop = asyncio.get_running_loop()
@@ -136,7 +136,8 @@ class Execution:
         for j in ready:
             group.reported.add(j)
             cell = group.cells[j]
-            _take(cell, run, j, metrics.get(run.call_ids[j]) if run.call_ids[j] else None)
+            call_id = run.call_id(j)
+            _take(cell, run, j, metrics.get(call_id) if call_id else None)
             done.append(cell)
         self.grid._cells_done(done, judged_later=bool(self.grid.judged_checks))
 
@@ -193,7 +194,7 @@ def _verdict(run, j: int, check) -> tuple[bool, str]:
 def _take(cell, run, j: int, metrics: dict | None) -> None:
     """Copy row j of a batch run into its cell."""
     status = run.status[j]
-    cell.call_id = run.call_ids[j]
+    cell.call_id = run.call_id(j)
     if status == "ok":
         cell.status, cell.output = "ok", run.texts[j] or ""
         cell.error = cell.error_kind = None

@@ -287,6 +287,42 @@ def _load_in_background(load) -> "asyncio.Future":
     return done
 
 
+# Providers whose Batch API litellm wraps with create_file / create_batch / retrieve_batch /
+# file_content, and that take a JSONL of OpenAI chat requests with an API key alone (litellm's
+# vertex_ai and bedrock batches also need a storage bucket set up: not offered here).
+LITELLM_BATCH_PROVIDERS = ("openai", "azure", "mistral", "hosted_vllm")
+
+
+def batch_api_support(route: Route) -> None:
+    """Raise BatchAPIUnavailable (one line, nothing sent) unless `route` has a Batch API:
+    a named OpenAI-compatible endpoint (its /files and /batches) or a provider of
+    LITELLM_BATCH_PROVIDERS."""
+    from ..errors import BatchAPIUnavailable
+
+    if route.kind == "local":
+        raise BatchAPIUnavailable(
+            "the embedded model has no Batch API; run it with via='calls' (the default)")
+    if route.endpoint is not None or route.provider in LITELLM_BATCH_PROVIDERS:
+        return
+    offered = ", ".join(LITELLM_BATCH_PROVIDERS)
+    raise BatchAPIUnavailable(
+        f"{route.provider} has no Batch API llm-notebook can use (it can for {offered}, and "
+        f"for endpoints added with add_endpoint()); nothing was sent: drop via='batch_api' "
+        f"to send {route.model!r} one request per row")
+
+
+def batch_client(route: Route):
+    """The Batch API client of `route` (upload, create, retrieve, content, cancel)."""
+    batch_api_support(route)
+    if route.kind == "http":
+        from .http_batches import HttpBatches
+
+        return HttpBatches(route)
+    from .litellm_route import LitellmBatches
+
+    return LitellmBatches(route)
+
+
 def chunks(route: Route, messages: list[dict], options: dict, *, stream: bool,
            timeout: float) -> AsyncIterator["str | Finish"]:
     """One attempt of a call: text chunks, then a Finish. Raises LLMError (already classified

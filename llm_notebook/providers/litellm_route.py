@@ -272,3 +272,59 @@ def _stream_chunk(piece: "str | Finish") -> dict:
                 "index": 0, "tool_use": None, "usage": _usage(piece)}
     return {"text": piece, "is_finished": False, "finish_reason": "", "usage": None, "index": 0,
             "tool_use": None}
+
+
+# -- the Batch API through litellm's batch functions ------------------------------------------------
+
+class LitellmBatches:
+    """A provider's Batch API through litellm (create_file / create_batch / retrieve_batch /
+    file_content / cancel_batch), for providers.LITELLM_BATCH_PROVIDERS and named endpoints
+    routed through litellm. The same five operations as http_batches.HttpBatches."""
+
+    def __init__(self, route: Route):
+        self.route = route
+        # A named endpoint speaks OpenAI's API at its own base URL.
+        self.provider = "openai" if route.endpoint else route.provider
+        self.kwargs = {"custom_llm_provider": self.provider}
+        if route.base_url:
+            self.kwargs["api_base"] = route.base_url
+        if route.api_key:
+            self.kwargs["api_key"] = route.api_key
+
+    async def _call(self, name: str, *args, **kwargs):
+        litellm = get_litellm()
+        try:
+            return await getattr(litellm, name)(*args, **self.kwargs, **kwargs)
+        except LLMError:
+            raise
+        except Exception as exc:  # litellm raises many types; classify them all
+            raise classify(exc) from None
+
+    async def upload(self, data: bytes, filename: str) -> str:
+        answer = await self._call("acreate_file", file=(filename, data, "application/jsonl"),
+                                  purpose="batch")
+        return answer.id
+
+    async def create(self, input_file_id: str, metadata: dict | None = None) -> dict:
+        answer = await self._call("acreate_batch", completion_window="24h",
+                                  endpoint="/v1/chat/completions", input_file_id=input_file_id,
+                                  metadata=metadata)
+        return _plain(answer)
+
+    async def retrieve(self, batch_id: str) -> dict:
+        return _plain(await self._call("aretrieve_batch", batch_id=batch_id))
+
+    async def content(self, file_id: str) -> bytes:
+        answer = await self._call("afile_content", file_id=file_id)
+        return answer.content if hasattr(answer, "content") else bytes(answer)
+
+    async def cancel(self, batch_id: str) -> dict:
+        return _plain(await self._call("acancel_batch", batch_id=batch_id))
+
+
+def _plain(batch) -> dict:
+    """litellm's batch object (pydantic) as the plain dict the OpenAI API answers with."""
+    if isinstance(batch, dict):
+        return batch
+    dump = getattr(batch, "model_dump", None)
+    return dump() if dump is not None else dict(vars(batch))

@@ -415,6 +415,33 @@ class TemplatesHandler(_LogHandler):
         await self.answer(produce)
 
 
+class JobsEndedHandler(_LogHandler):
+    """Background batch jobs that ended after `after` (unix time, the server's clock), oldest
+    first, with `now` to ask from next time: what the lab extension announces. Read from the
+    log, not from a kernel, so it answers while the kernel is busy, after a page reload, and for
+    a job whose kernel has died since."""
+
+    accepted = (Param("after", timestamp), Param("limit", integer(1, 200), 50))
+
+    @tornado.web.authenticated
+    @authorized
+    async def get(self):
+        async def produce():
+            p = self.params()
+            now = time.time()
+            if p["after"] is None:   # a first look: nothing is announced, the clock is set
+                return {"now": now, "jobs": []}
+            from ..batch import store
+
+            rows = await self.access.run(store.ended_background_jobs, p["after"], p["limit"])
+            for r in rows:
+                r["notebook"] = self.access.relative_notebook(r["notebook"])
+                r["prompt"] = _preview(r["prompt"], 120)
+            return {"now": now, "jobs": rows}
+
+        await self.answer(produce)
+
+
 def _templates(log, tag: str | None) -> list[dict]:
     try:
         from .. import template_store
@@ -447,6 +474,7 @@ ROUTES: list[tuple[str, type[_LogHandler]]] = [
     (r"/usage", UsageHandler),
     (r"/usage/summary", UsageSummaryHandler),
     (r"/templates", TemplatesHandler),
+    (r"/jobs/ended", JobsEndedHandler),
 ]
 
 

@@ -29,6 +29,18 @@ Replies:
   finish_reason "length". Streaming sends one chunk per token (the word plus the whitespace
   after it), after a first chunk carrying the role.
 
+The Batch API (OpenAI's files and batches endpoints) is served too: ``POST /v1/files`` (multipart,
+purpose "batch"), ``GET /v1/files/{id}/content``, ``POST /v1/batches``, ``GET /v1/batches/{id}`` and
+``POST /v1/batches/{id}/cancel``. A batch is ``validating`` for ``batch_validate_seconds``, then
+``in_progress`` while its lines are answered one after another (``batch_line_seconds`` each), as
+chat requests are (markers, replies, JSON mode, scripted faults matched on the last user
+message; a fault's error becomes the line's entry in the error file), then ``completed`` with
+an output file and, if any line failed, an error file. A batch not done within
+``batch_expire_seconds`` expires (the lines not run get ``batch_expired`` errors); a cancelled one
+ends ``cancelled`` the same way. An input file with an unreadable line fails the whole batch, as
+does a line matching a scripted ``batch_failed`` fault.
+Each line is recorded like a chat request, with the path ``batch:<batch id>``.
+
 Order of checks for a chat request: scripted fault, then ``require_key``, then
 ``context_window``, then the rpm/tpm limits, then the reply. Error faults answer at once; the
 reply (and the stall, drop and malformed faults) waits ``latency`` first. A ``stall`` waits
@@ -85,10 +97,15 @@ DEFAULT_SETTINGS: dict = {
     # with rate_window=5 admits 500 requests per 5 s), as providers that quantize their
     # per-minute limits to shorter windows do; tests use it to make a limit bind in seconds.
     "rate_window": 60.0,
+    # The Batch API: seconds a batch spends validating, seconds per line while in progress,
+    # and the seconds after which an unfinished batch expires (None: never).
+    "batch_validate_seconds": 0.0,
+    "batch_line_seconds": 0.0,
+    "batch_expire_seconds": None,
 }
 
 FAULT_KINDS = {"429", "500", "400", "401", "403", "context_window", "stall",
-               "drop_mid_stream", "malformed_json"}
+               "drop_mid_stream", "malformed_json", "batch_failed"}
 
 _TOKEN_RE = re.compile(r"\s*\S+\s*")
 _MARKER_RE = re.compile(r"\[\[reply:(.*?)\]\]", re.DOTALL)
@@ -145,7 +162,12 @@ def validate_settings(updates: dict) -> dict:
                     or not 0 < value <= 3600:
                 raise ValueError(f"rate_window must be a number of seconds in (0, 3600], got {value!r}")
             out[key] = float(value)
-        elif key in ("latency", "tokens_per_second"):
+        elif key == "batch_expire_seconds":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"{key} must be a number of seconds > 0 or null, got {value!r}")
+            out[key] = float(value)
+        elif key in ("latency", "tokens_per_second", "batch_validate_seconds",
+                     "batch_line_seconds"):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ValueError(f"{key} must be a number >= 0, got {value!r}")
             out[key] = float(value)
@@ -203,6 +225,12 @@ class _Loopback:
         self.reset()
 
     def reset(self) -> None:
+        for task in getattr(self, "batch_tasks", {}).values():
+            task.cancel()
+        self.files: dict[str, dict] = {}
+        self.batches: dict[str, dict] = {}
+        self.batch_tasks: dict[str, asyncio.Task] = {}
+        self.batch_ids = itertools.count(1)
         self.settings = dict(self.startup_settings)
         self.faults: list[dict] = []
         self.reply_cycle = itertools.count()
@@ -215,6 +243,8 @@ class _Loopback:
             "requests": 0, "by_status": {}, "by_model": {}, "request_times": [],
             "in_flight": self.in_flight, "max_in_flight": self.in_flight,
             "rate_limited": [], "dropped": 0, "models_requests": 0, "embeddings_requests": 0,
+            "batch_api": {"uploads": 0, "batches": 0, "polls": 0, "downloads": 0,
+                          "cancels": 0, "lines": 0},
         }
 
     # -- bookkeeping
@@ -240,6 +270,8 @@ class _Loopback:
 
     def _take_fault(self, last_user: str) -> dict | None:
         for i, fault in enumerate(self.faults):
+            if fault["kind"] == "batch_failed":
+                continue  # fails a whole provider batch, when it is validated
             if "match" in fault and fault["match"] not in last_user:
                 continue
             fault["times"] -= 1
@@ -591,6 +623,229 @@ class _Loopback:
         data = [{"id": m, "object": "model", "created": 0, "owned_by": "loopback"} for m in MODELS]
         return web.json_response({"object": "list", "data": data})
 
+    # -- the Batch API: files and batches
+
+    def _batch_auth(self, request: web.Request) -> web.Response | None:
+        authorization = request.headers.get("Authorization")
+        if self.settings["require_key"] is not None and _bearer(authorization) != self.settings["require_key"]:
+            return self._bad_key(authorization)
+        return None
+
+    @staticmethod
+    def _public(entry: dict) -> dict:
+        return {k: v for k, v in entry.items() if not k.startswith("_")}
+
+    async def files_create(self, request: web.Request) -> web.Response:
+        refused = self._batch_auth(request)
+        if refused is not None:
+            return refused
+        try:
+            form = await request.post()
+        except ValueError:
+            form = {}
+        upload, purpose = form.get("file"), form.get("purpose")
+        if not hasattr(upload, "file") or not purpose:
+            return self._error(400, "A multipart body with 'file' and 'purpose' is required.",
+                               "invalid_request_error")
+        file_id = self._store_file(upload.file.read(), upload.filename, str(purpose))
+        self.stats["batch_api"]["uploads"] += 1
+        return web.json_response(self._public(self.files[file_id]))
+
+    async def files_content(self, request: web.Request) -> web.Response:
+        refused = self._batch_auth(request)
+        if refused is not None:
+            return refused
+        entry = self.files.get(request.match_info["file_id"])
+        if entry is None:
+            return self._error(404, "No such file.", "invalid_request_error")
+        self.stats["batch_api"]["downloads"] += 1
+        return web.Response(body=entry["_data"], content_type="application/octet-stream")
+
+    async def batches_create(self, request: web.Request) -> web.Response:
+        refused = self._batch_auth(request)
+        if refused is not None:
+            return refused
+        body = await self._json_body(request)
+        if not isinstance(body, dict) or body.get("input_file_id") not in self.files:
+            return self._error(400, "input_file_id must name an uploaded file.",
+                               "invalid_request_error", param="input_file_id")
+        if body.get("endpoint") != "/v1/chat/completions" or body.get("completion_window") != "24h":
+            return self._error(400, "endpoint must be /v1/chat/completions and completion_window "
+                               "24h.", "invalid_request_error")
+        batch_id = f"batch_loopback_{next(self.batch_ids)}"
+        now = int(time.time())
+        batch = {"id": batch_id, "object": "batch", "endpoint": body["endpoint"], "errors": None,
+                 "input_file_id": body["input_file_id"], "completion_window": "24h",
+                 "status": "validating", "output_file_id": None, "error_file_id": None,
+                 "created_at": now, "in_progress_at": None, "expires_at": now + 86400,
+                 "finalizing_at": None, "completed_at": None, "failed_at": None,
+                 "expired_at": None, "cancelling_at": None, "cancelled_at": None,
+                 "request_counts": {"total": 0, "completed": 0, "failed": 0},
+                 "metadata": body.get("metadata"), "_cancel": False}
+        self.batches[batch_id] = batch
+        self.batch_tasks[batch_id] = asyncio.ensure_future(self._run_batch(batch))
+        self.stats["batch_api"]["batches"] += 1
+        return web.json_response(self._public(batch))
+
+    def _batch_of(self, request: web.Request, counter: str):
+        """The batch a request names (and counts it), or the error response to answer with."""
+        refused = self._batch_auth(request)
+        if refused is not None:
+            return refused
+        batch = self.batches.get(request.match_info["batch_id"])
+        if batch is None:
+            return self._error(404, "No such batch.", "invalid_request_error")
+        self.stats["batch_api"][counter] += 1
+        return batch
+
+    async def batches_get(self, request: web.Request) -> web.Response:
+        batch = self._batch_of(request, "polls")
+        if isinstance(batch, web.Response):
+            return batch
+        return web.json_response(self._public(batch))
+
+    async def batches_cancel(self, request: web.Request) -> web.Response:
+        batch = self._batch_of(request, "cancels")
+        if isinstance(batch, web.Response):
+            return batch
+        if batch["status"] in ("validating", "in_progress"):
+            batch["_cancel"] = True
+            batch["status"] = "cancelling"
+            batch["cancelling_at"] = int(time.time())
+        return web.json_response(self._public(batch))
+
+    def _new_file(self, lines: list[dict], purpose: str) -> str:
+        data = b"".join(json.dumps(line, separators=_COMPACT).encode() + b"\n" for line in lines)
+        return self._store_file(data, f"{purpose}.jsonl", purpose)
+
+    def _store_file(self, data: bytes, filename: str, purpose: str) -> str:
+        file_id = f"file-loopback-{len(self.files) + 1}"
+        self.files[file_id] = {"id": file_id, "object": "file", "bytes": len(data),
+                               "created_at": int(time.time()), "filename": filename,
+                               "purpose": purpose, "_data": data}
+        return file_id
+
+    def _read_batch_input(self, batch: dict) -> list[dict] | dict:
+        """The lines of a batch's input file, or the error that fails the whole batch."""
+        lines, seen = [], set()
+        for number, raw in enumerate(self.files[batch["input_file_id"]]["_data"].splitlines(), 1):
+            if not raw.strip():
+                continue
+            try:
+                line = json.loads(raw)
+            except ValueError:
+                return {"code": "invalid_json_line", "line": number,
+                        "message": "This line is not parseable as valid JSON."}
+            if not isinstance(line, dict) or not isinstance(line.get("body"), dict) \
+                    or not isinstance(line.get("custom_id"), str):
+                return {"code": "invalid_request", "line": number,
+                        "message": "Each line needs a custom_id string and a body object."}
+            if line["custom_id"] in seen:
+                return {"code": "duplicate_custom_id", "line": number,
+                        "message": "The custom_id for this request is a duplicate."}
+            if line.get("url") != batch["endpoint"]:
+                return {"code": "mismatched_url", "line": number,
+                        "message": "The url of this line does not match the batch's endpoint."}
+            seen.add(line["custom_id"])
+            lines.append(line)
+        if not lines:
+            return {"code": "empty_file", "line": None, "message": "The input file has no lines."}
+        for number, line in enumerate(lines, 1):
+            messages = line["body"].get("messages")
+            last_user = _last_user_text(messages) if isinstance(messages, list) else ""
+            for i, fault in enumerate(self.faults):
+                if fault["kind"] == "batch_failed" and fault.get("match", "") in last_user:
+                    fault["times"] -= 1
+                    if fault["times"] <= 0:
+                        del self.faults[i]
+                    return {"code": "invalid_request", "line": number,
+                            "message": fault.get("message", "This line was refused (scripted).")}
+        return lines
+
+    async def _run_batch(self, batch: dict) -> None:
+        settings = self.settings
+        started = time.monotonic()
+        expire = settings["batch_expire_seconds"]
+        lines = self._read_batch_input(batch)
+        if isinstance(lines, dict):
+            batch.update(status="failed", failed_at=int(time.time()),
+                         errors={"object": "list", "data": [lines]})
+            return
+        counts = batch["request_counts"]
+        counts["total"] = len(lines)
+        if settings["batch_validate_seconds"]:
+            await asyncio.sleep(settings["batch_validate_seconds"])
+        if batch["_cancel"]:
+            lines_left = lines
+            output, errors = [], []
+        else:
+            batch.update(status="in_progress", in_progress_at=int(time.time()))
+            output, errors = [], []
+            lines_left = []
+            for index, line in enumerate(lines):
+                if batch["_cancel"] or (expire is not None and time.monotonic() - started > expire):
+                    lines_left = lines[index:]
+                    break
+                if settings["batch_line_seconds"]:
+                    await asyncio.sleep(settings["batch_line_seconds"])
+                status, body = self._batch_line(batch, line)
+                entry = {"id": f"batch_req_{batch['id']}_{index}", "custom_id": line["custom_id"],
+                         "response": {"status_code": status, "request_id": f"req_{index}",
+                                      "body": body}, "error": None}
+                if status == 200:
+                    output.append(entry)
+                    counts["completed"] += 1
+                else:
+                    errors.append(entry)
+                    counts["failed"] += 1
+        ending = "cancelled" if batch["_cancel"] else ("expired" if lines_left else "completed")
+        code, message = (("batch_cancelled", "This request was not executed because the batch "
+                          "was cancelled.") if ending == "cancelled" else
+                         ("batch_expired", "This request could not be executed before the "
+                          "completion window expired."))
+        for line in lines_left:
+            errors.append({"id": None, "custom_id": line["custom_id"], "response": None,
+                           "error": {"code": code, "message": message}})
+        batch.update(status="finalizing", finalizing_at=int(time.time()))
+        batch["output_file_id"] = self._new_file(output, "batch_output") if output else None
+        batch["error_file_id"] = self._new_file(errors, "batch_error") if errors else None
+        batch.update(status=ending, **{f"{ending}_at": int(time.time())})
+
+    def _batch_line(self, batch: dict, line: dict) -> tuple[int, dict]:
+        """One line answered as a chat request (without HTTP): (status, body)."""
+        body = line["body"]
+        now = time.time()
+        self.stats["batch_api"]["lines"] += 1
+        self.recorded.append({"time": now, "path": f"batch:{batch['id']}", "body": body,
+                              "headers": {}, "authorization": None, "auth_present": False,
+                              "custom_id": line["custom_id"]})
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return 400, {"error": {"message": "'messages' must be a non-empty list.",
+                                   "type": "invalid_request_error", "param": "messages",
+                                   "code": None}}
+        last_user = _last_user_text(messages)
+        prompt_tokens = max(1, sum(len(_text_of(m.get("content")).split())
+                                   for m in messages if isinstance(m, dict)))
+        fault = self._take_fault(last_user)
+        if fault is not None:
+            error = self._fault_error(fault, None, prompt_tokens)
+            if error is not None:
+                return error.status, json.loads(error.text)
+        window = self.settings["context_window"]
+        if window is not None and prompt_tokens > window:
+            error = self._context_exceeded(window, prompt_tokens)
+            return error.status, json.loads(error.text)
+        reply = self._compose(body, messages, last_user, prompt_tokens)
+        self.recorded[-1]["usage"] = reply.usage
+        self.recorded[-1]["status"] = 200
+        return 200, {"id": f"chatcmpl-loopback-{next(self.ids)}", "object": "chat.completion",
+                     "created": int(now), "model": body.get("model"),
+                     "choices": [{"index": 0, "logprobs": None, "finish_reason": reply.finish_reason,
+                                  "message": {"role": "assistant",
+                                              "content": "".join(reply.tokens)}}],
+                     "usage": reply.usage}
+
     # -- control endpoints
 
     async def _json_body(self, request: web.Request):
@@ -641,6 +896,9 @@ class _Loopback:
     async def control_requests(self, request: web.Request) -> web.Response:
         return web.json_response(list(self.recorded))
 
+    async def control_batches(self, request: web.Request) -> web.Response:
+        return web.json_response([self._public(b) for b in self.batches.values()])
+
 
 def make_app(settings: dict | None = None) -> web.Application:
     state = _Loopback(validate_settings(settings or {}))
@@ -649,11 +907,17 @@ def make_app(settings: dict | None = None) -> web.Application:
         app.router.add_post(prefix + "/chat/completions", state.chat)
         app.router.add_post(prefix + "/embeddings", state.embeddings)
         app.router.add_get(prefix + "/models", state.models)
+        app.router.add_post(prefix + "/files", state.files_create)
+        app.router.add_get(prefix + "/files/{file_id}/content", state.files_content)
+        app.router.add_post(prefix + "/batches", state.batches_create)
+        app.router.add_get(prefix + "/batches/{batch_id}", state.batches_get)
+        app.router.add_post(prefix + "/batches/{batch_id}/cancel", state.batches_cancel)
     app.router.add_post("/_control/configure", state.control_configure)
     app.router.add_post("/_control/script", state.control_script)
     app.router.add_get("/_control/stats", state.control_stats)
     app.router.add_post("/_control/reset", state.control_reset)
     app.router.add_get("/_control/requests", state.control_requests)
+    app.router.add_get("/_control/batches", state.control_batches)
     return app
 
 
@@ -847,8 +1111,13 @@ class LoopbackServer:
         """Recorded chat requests, oldest first (the last MAX_RECORDED): time, path, body,
         headers, and once answered `status`, `retry_after` (the 429's Retry-After header) and
         `usage` (the token counts the reply reported). A request whose client hung up before
-        the answer has no status."""
+        the answer has no status. Lines of provider batches are recorded too, with the path
+        `batch:<batch id>` and their `custom_id`."""
         return self._control("GET", "requests")
+
+    def batches(self) -> list[dict]:
+        """Every batch created since the last reset (the Batch API's batch objects)."""
+        return self._control("GET", "batches")
 
 
 if __name__ == "__main__":

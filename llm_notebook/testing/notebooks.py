@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     for notebook in args.notebooks:
         if args.command in ("record", "save"):
             (record if args.command == "record" else save)(notebook)
-            print(f"{args.command}d {notebook}")
+            print(f"{'recorded' if args.command == 'record' else 'saved'} {notebook}")
             continue
         found = check(notebook)
         failed += bool(found)

@@ -207,6 +207,12 @@ class LLMWidget(anywidget.AnyWidget):
         if publisher is not None:
             publisher.refresh(delay)
 
+    def republish_snapshot(self) -> None:
+        """Sends the outputs' current snapshot again, from the calling thread."""
+        publisher = getattr(self, "_publisher", None)
+        if publisher is not None:
+            publisher.refresh(force=True)
+
     def flush_snapshot(self) -> None:
         """Sends a delayed snapshot update now: Python API calls end with it, so a cell that
         waited for an answer has its output updated before it ends."""

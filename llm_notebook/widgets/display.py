@@ -109,12 +109,13 @@ class SnapshotPublisher:
             self.shown = True
             self._published = snapshot
 
-    def refresh(self, delay: float = 0.0) -> None:
+    def refresh(self, delay: float = 0.0, *, force: bool = False) -> None:
         """The content settled: rebuild the snapshot and update the outputs if it changed.
 
         With `delay`, waits until no refresh was asked for that many seconds (a burst becomes
         one update). Without, updates now, in this thread: a cell that waits for an answer gets
         its output updated before it finishes (nbclient keeps only what a cell sent meanwhile).
+        `force`: sends it even if the outputs were sent the same before (from another thread).
         """
         with self._lock:
             if self._closed:
@@ -126,6 +127,8 @@ class SnapshotPublisher:
                 self._timer = timer
                 timer.start()
                 return
+            if force:
+                self._published = None
         self._publish()
 
     def flush(self) -> None:

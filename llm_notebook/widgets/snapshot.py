@@ -25,7 +25,7 @@ import html
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
-__all__ = ["Snapshot", "batch_snapshot", "chat_snapshot", "grid_snapshot", "picker_snapshot",
+__all__ = ["Snapshot", "batch_snapshot", "batch_form_snapshot", "chat_snapshot", "grid_snapshot", "picker_snapshot",
            "template_snapshot", "usage_snapshot"]
 
 MAX_HTML_CHARS = 200_000      # a snapshot's HTML, whatever the widget holds
@@ -390,3 +390,21 @@ def batch_snapshot(line: str) -> Snapshot:
     title = "Batch run"
     return Snapshot(_frame("batch", title, [_tag("div", "totals", _e(line), style="none")]),
                     f"{title}: {_clean(line)}")
+
+
+_MODE_NAMES = {"now": "run now", "background": "background job", "batch_api": "provider Batch API"}
+
+
+def batch_form_snapshot(source: str, rows: int | None, prompt: str, model: str, mode: str,
+                        line: str) -> Snapshot:
+    """The Batch widget: its input, prompt, model, how it runs, and the last run's numbers."""
+    title = "Batch"
+    facts = [("Input", f"{_clean(source) or 'none'}" + (f" ({rows:,} rows)" if rows is not None else "")),
+             ("Prompt", _clean(prompt) or "none"), ("Model", _clean(model) or "session default"),
+             ("Run as", _MODE_NAMES.get(mode, _clean(mode)))]
+    if line:
+        facts.append(("Last run", _clean(line)))
+    parts = [_tag("div", "fact", f"<strong>{_e(name)}:</strong> {_e(_cut(value, 2000))}",
+                  style="none") for name, value in facts]
+    lines = [f"{name}: {value}" for name, value in facts]
+    return Snapshot(_frame("batch-form", title, parts), _plain(title, lines))

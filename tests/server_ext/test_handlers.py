@@ -186,3 +186,30 @@ def test_an_unreadable_log_is_a_503_that_names_no_path(api, unreadable_log, capl
     assert "LLM_NOTEBOOK_LOG" in r.json["message"]
     assert os.path.dirname(unreadable_log) not in r.text and "Traceback" not in r.text
     assert unreadable_log in caplog.text            # the server's own log has the details
+
+
+def test_ended_background_jobs_are_listed_for_the_lab_to_announce(api, log, root_dir):
+    import os
+
+    from llm_notebook.batch import store
+
+    first = api("jobs/ended")
+    assert first.code == 200 and first.json["jobs"] == [] and first.json["now"] > 0
+    cursor = first.json["now"] - 1
+    notebook = os.path.join(root_dir, "work", "runs.ipynb")
+    for job_id, background, status in (("bg1", 1, "running"), ("bg2", 1, "running"),
+                                       ("fg1", 0, "running")):
+        store.create_job(log, {"id": job_id, "fingerprint": job_id, "model": "loop/alpha",
+                               "prompt": "Say {t}" * 40, "rows": 3, "background": background,
+                               "notebook": notebook}, status=status)
+    store.write_progress(log, "bg1", [], [], [], {"done": 3, "ok": 2, "errors": 1, "cost": 0.25},
+                         status="done")
+    store.write_progress(log, "fg1", [], [], [], {"done": 3, "ok": 3}, status="done")
+    reply = api("jobs/ended", after=cursor)
+    assert reply.code == 200
+    (job,) = reply.json["jobs"]       # only a background job that ended: not bg2, not fg1
+    assert job["id"] == "bg1" and job["status"] == "done"
+    assert (job["ok"], job["errors"], job["cost"]) == (2, 1, 0.25)
+    assert job["notebook"] == "work/runs.ipynb" and len(job["prompt"]) <= 121
+    assert api("jobs/ended", after=job["finished"]).json["jobs"] == []
+    assert api("jobs/ended", after="yesterday").code == 400

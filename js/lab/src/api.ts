@@ -81,6 +81,30 @@ export interface ITemplate {
   updated: number;
 }
 
+/** A background batch job that ended (the server reads it from the log's `jobs` table). */
+export interface IEndedJob {
+  id: string;
+  finished: number;
+  status: string;
+  via: string;
+  model: string;
+  prompt: string | null;
+  rows: number;
+  done: number;
+  ok: number;
+  errors: number;
+  cached: number;
+  cost: number;
+  unpriced: number;
+  notebook: string | null;
+}
+
+export interface IEndedJobs {
+  /** The server's clock: ask with `after` near it next time. */
+  now: number;
+  jobs: IEndedJob[];
+}
+
 export interface IHistoryQuery {
   search?: string;
   model?: string;
@@ -128,6 +152,11 @@ export class LLMApi {
       day_start: midnight.getTime() / 1000,
       notebook: notebook ?? undefined
     });
+  }
+
+  /** Background jobs that ended after `after` (server time); without it, only the clock. */
+  endedJobs(after?: number): Promise<IEndedJobs> {
+    return this.get('jobs/ended', { after });
   }
 
   async templates(): Promise<ITemplate[]> {

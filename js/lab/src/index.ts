@@ -1,5 +1,6 @@
 // llm-notebook's JupyterLab plugin: the "LLM" sidebar, its commands, settings, markdown
-// highlighting of `%%llm` cells, and the saved snapshots of widgets whose kernel is gone.
+// highlighting of `%%llm` cells, the saved snapshots of widgets whose kernel is gone, and
+// notifications when background batch jobs end.
 
 import {
   ILayoutRestorer,
@@ -14,6 +15,7 @@ import { LabIcon } from '@jupyterlab/ui-components';
 import { ApiError, type ICall, type ITemplate, LLMApi } from './api';
 import { insertCodeCell, promptCellSource, templateCellSource } from './cells';
 import { LLMCellHighlighter } from './highlight';
+import { JobNotifier } from './jobs';
 import { LLMSidebar, SIDEBAR_ID } from './sidebar';
 import { SnapshotFallbacks } from './snapshots';
 
@@ -98,6 +100,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const insertTemplate = (template: ITemplate): void => {
       insert(templateCellSource(template.name, settings.defaultModel || undefined));
     };
+
+    // Background batch jobs are announced when they end, sidebar open or not.
+    new JobNotifier(api, () => settings.refreshSeconds * 1000).start();
 
     const sidebar = new LLMSidebar({ api, currentNotebook, insertPrompt, insertTemplate });
     sidebar.title.icon = llmIcon;

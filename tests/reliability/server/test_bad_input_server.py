@@ -21,6 +21,7 @@ PARAMS = {
     "usage/summary": ["day_start", "notebook"],
     "conversations": ["limit"],
     "templates": ["tag"],
+    "jobs/ended": ["after", "limit"],
     "facets": [],
     "status": [],
 }
