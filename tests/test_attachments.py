@@ -259,3 +259,19 @@ def test_a_text_only_model_is_refused_even_when_no_row_has_a_readable_file(loop_
     with pytest.raises(AttachmentError, match="reads text only.*column 'image'"):
         frame.llm.map("Describe {name}", model="local/smollm2", attachments="image",
                       progress=False)
+
+
+def test_a_long_run_sends_every_chunks_attachments(loop_session, loopback, monkeypatch):
+    # Rows are built a chunk at a time (batch/feed.py): attachments past the first chunk (and
+    # past the rows checked up front) go too.
+    import functools
+
+    from llm_notebook.batch import engine, feed
+
+    monkeypatch.setattr(engine, "Feed", functools.partial(feed.Feed, size=100))
+    frame = pd.DataFrame({"n": range(300), "image": [png((i, 1, 7)) for i in range(300)]})
+    out = frame.llm.map("Picture {n}", model=MODEL, attachments="image", progress=False)
+    assert out.notna().all()
+    sent = loopback.requests()
+    assert len(sent) == 300
+    assert all(r["body"]["messages"][-1]["content"][1]["type"] == "image_url" for r in sent)
