@@ -119,7 +119,12 @@ function renderChat(model: AnyModel<ChatModel>, el: HTMLElement): () => void {
   const attachedNote = h("span", { class: "llm-muted llm-chat-attached" });
   let attached: { name: string; data: string }[] = [];
   filePicker.addEventListener("change", () => {
-    const files = Array.from(filePicker.files ?? []);
+    // (the kernel takes at most 20 MB a file: a larger one is not read, let alone sent)
+    const files: File[] = [];
+    for (const f of Array.from(filePicker.files ?? [])) {
+      if (f.size > 20e6) showBanner(`${f.name} is larger than 20 MB: attach a smaller file`);
+      else files.push(f);
+    }
     filePicker.value = "";
     void Promise.all(files.map(async (f) => ({ name: f.name, data: toBase64(new Uint8Array(await f.arrayBuffer())) }))).then((more) => {
       attached = attached.concat(more);
