@@ -307,7 +307,7 @@ def test_operators_keep_the_callers_system_prompt_and_refuse_a_schema(loop_sessi
     assert system.startswith("You are strict.\n\nDecide whether the condition")
     with pytest.raises(TypeError, match="their own schema"):
         tickets.llm.filter("asks for a 'refund'", schema={"type": "object"}, **QUIET)
-    with pytest.raises(TypeError, match="without background"):
+    with pytest.raises(TypeError, match="runs in stages"):
         tickets.llm.topk("most 'urgent'", 2, background=True, **QUIET)
 
 
@@ -345,3 +345,20 @@ def test_embeddings_respect_the_session_budget(loop_session, loopback, tickets):
     with pytest.raises(BudgetExceeded):
         tickets.llm.embed("text", model=EMBED)
     assert embedding_calls(loopback) == 0
+
+
+def test_one_stage_operators_run_in_the_background(loop_session, loopback, tickets):
+    from llm_notebook.semantic.plan import OperatorJob
+
+    job = tickets.llm.filter("the customer asks for a 'refund'", background=True, **QUIET)
+    assert isinstance(job, OperatorJob)
+    kept = job.result(timeout=30)
+    assert list(kept.index) == ["a", "c"] and job.status == "done"
+    labels = tickets["text"].llm.classify(["refund", "love"], background=True, **QUIET)
+    assert labels.result(timeout=30).astype(object).tolist()[:4] == ["refund", "other", "refund",
+                                                                     "love"]
+    values = tickets["text"].llm.filter("mentions 'late' delivery", background=True, **QUIET)
+    assert values.result(timeout=30).tolist() == ["the box was late"]
+    fields = tickets.llm.extract({"type": "object", "properties": {"stars": {"type": "integer"}}},
+                                 background=True, **QUIET)
+    assert fields.result(timeout=30)["stars"].tolist()[:2] == [1, 5]

@@ -38,9 +38,16 @@ def _session(session):
 
 def filter_rows(session, frame, condition: str, *, columns=None, **settings):
     """The rows for which the model judges `condition` true (a yes/no per row, constrained to a
-    boolean). Rows whose call failed are left out and counted in `.attrs["llm"]`."""
+    boolean). Rows whose call failed are left out and counted in `.attrs["llm"]`; with
+    background=True an OperatorJob whose result() is those rows."""
     mask = judgements.filter_mask(session, frame, condition, columns=columns, **settings)
-    out = frame[mask.fillna(False).astype(bool)]
+    if isinstance(mask, plan.OperatorJob):
+        return mask.then(lambda m: _kept(frame, m))
+    return _kept(frame, mask)
+
+
+def _kept(data, mask):
+    out = data[mask.fillna(False).astype(bool)]
     out.attrs["llm"] = dict(mask.attrs.get("llm", {}), kept=len(out),
                             unjudged=int(mask.isna().sum()))
     return out
@@ -49,10 +56,9 @@ def filter_rows(session, frame, condition: str, *, columns=None, **settings):
 def filter_values(session, series, condition: str, **settings):
     """The values of a Series for which the model judges `condition` true."""
     mask = judgements.filter_mask(session, series.to_frame("value"), condition, **settings)
-    out = series[mask.fillna(False).astype(bool)]
-    out.attrs["llm"] = dict(mask.attrs.get("llm", {}), kept=len(out),
-                            unjudged=int(mask.isna().sum()))
-    return out
+    if isinstance(mask, plan.OperatorJob):
+        return mask.then(lambda m: _kept(series, m))
+    return _kept(series, mask)
 
 
 def estimate_filter_values(session, series, condition: str, **settings):

@@ -32,14 +32,18 @@ def _filter_request(frame, condition, columns):
 def filter_mask(session, frame, condition: str, *, columns=None, **settings):
     """A boolean Series on the frame's index: the model's yes/no per row (<NA> where a row's
     call failed). A clean function of (frame, condition, model, options), for other callers
-    (e.g. a workflow's filter step)."""
+    (e.g. a workflow's filter step); with background=True an OperatorJob whose result() is
+    that Series."""
+    prompts, system = _filter_request(frame, condition, columns)
+    return plan.run_stage(session, prompts, system=system, schema=VERDICT_SCHEMA,
+                          settings=settings, finish=lambda result: _mask(frame.index, result))
+
+
+def _mask(index, result):
     import pandas as pd
 
-    prompts, system = _filter_request(frame, condition, columns)
-    result = plan.run_stage(session, prompts, system=system, schema=VERDICT_SCHEMA,
-                            settings=settings)
     values = [None if v is None else bool(v.get("answer")) for v in result]
-    mask = pd.Series(pd.array(values, dtype="boolean"), index=frame.index)
+    mask = pd.Series(pd.array(values, dtype="boolean"), index=index)
     mask.attrs["llm"] = getattr(result, "info", {})
     return mask
 
@@ -73,13 +77,18 @@ def _classify_request(frame, labels, instruction, columns):
 def classify(session, frame, labels, *, instruction: str | None = None, columns=None,
              **settings):
     """One of `labels` per row, or "other" when the model finds none fits (<NA> where the
-    row's call failed), as a categorical Series on the frame's index."""
+    row's call failed), as a categorical Series on the frame's index (background=True: an
+    OperatorJob whose result() is that Series)."""
+    prompts, system, schema, allowed = _classify_request(frame, labels, instruction, columns)
+    return plan.run_stage(session, prompts, system=system, schema=schema, settings=settings,
+                          finish=lambda result: _labels(frame.index, result, allowed))
+
+
+def _labels(index, result, allowed):
     import pandas as pd
 
-    prompts, system, schema, allowed = _classify_request(frame, labels, instruction, columns)
-    result = plan.run_stage(session, prompts, system=system, schema=schema, settings=settings)
     values = [None if v is None else v.get("label") for v in result]
-    out = pd.Series(pd.Categorical(values, categories=allowed), index=frame.index)
+    out = pd.Series(pd.Categorical(values, categories=allowed), index=index)
     out.attrs["llm"] = getattr(result, "info", {})
     return out
 

@@ -10,10 +10,6 @@ from dataclasses import dataclass
 def _settings(settings: dict, system: str, schema) -> dict:
     """The batch settings of a stage: the caller's, with the operator's instructions after the
     caller's own system prompt, and the operator's schema."""
-    if settings.get("background"):
-        raise TypeError("semantic operators wait for their answers (a later stage, or the result's "
-                        "shape, depends on them); run them without background=, or use "
-                        "df.llm.map(..., background=True)")
     if settings.get("schema") is not None:
         raise TypeError("semantic operators set their own schema; use df.llm.extract(schema) "
                         "or df.llm.map(prompt, schema=...) for yours")
@@ -25,12 +21,45 @@ def _settings(settings: dict, system: str, schema) -> dict:
     return merged
 
 
-def run_stage(session, prompts: list, *, system: str, schema=None, settings: dict):
-    """One stage of an operator: the prompts as one batch run; its BatchResult (None where a
-    row failed)."""
+def run_stage(session, prompts: list, *, system: str, schema=None, settings: dict,
+              finish=None):
+    """One stage of an operator: the prompts as one batch run; `finish(BatchResult)` (None
+    where a row failed) is the operator's answer. An operator of one stage passes `finish`, and
+    with `background=True` gets an OperatorJob at once; one of several stages cannot (each
+    stage's prompts come from the answers of the one before)."""
+    if settings.get("background") and finish is None:
+        raise TypeError("this operator runs in stages, each from the answers of the one before, "
+                        "so it cannot run in the background; run it without background=, or "
+                        "use filter/classify/extract/map, which can")
+    finish = finish or (lambda result: result)
     if not prompts:
-        return []
-    return session.batch(prompts, **_settings(settings, system, schema))
+        return finish([])
+    result = session.batch(prompts, **_settings(settings, system, schema))
+    if settings.get("background"):
+        return OperatorJob(result, finish)
+    return finish(result)
+
+
+class OperatorJob:
+    """An operator running in the background: its batch Job (`status`, `progress`, `wait()`,
+    `cancel()`, `errors()`...), whose `result()` is what the operator returns."""
+
+    def __init__(self, job, finish):
+        self.job = job
+        self._finish = finish
+
+    def result(self, timeout: float | None = None):
+        return self._finish(self.job.result(timeout))
+
+    def then(self, more) -> "OperatorJob":
+        """The same job, its result passed through `more` too."""
+        return OperatorJob(self.job, lambda result: more(self._finish(result)))
+
+    def __getattr__(self, name):
+        return getattr(self.job, name)
+
+    def __repr__(self) -> str:
+        return f"<operator {self.job!r}>"
 
 
 def estimate_stage(session, prompts: list, *, system: str, schema=None, settings: dict):
