@@ -359,6 +359,10 @@ def test_one_stage_operators_run_in_the_background(loop_session, loopback, ticke
                                                                      "love"]
     values = tickets["text"].llm.filter("mentions 'late' delivery", background=True, **QUIET)
     assert values.result(timeout=30).tolist() == ["the box was late"]
+    left = pd.DataFrame({"name": ["a 'refund' case", "other"]})
+    pairs = left.llm.join(pd.DataFrame({"name": ["'refund' policy"]}), "both are about a 'refund'",
+                          blocking=False, background=True, **QUIET)
+    assert len(pairs.result(timeout=30)) == 1
     fields = tickets.llm.extract({"type": "object", "properties": {"stars": {"type": "integer"}}},
                                  background=True, **QUIET)
     assert fields.result(timeout=30)["stars"].tolist()[:2] == [1, 5]

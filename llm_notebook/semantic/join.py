@@ -66,9 +66,8 @@ def join(session, frame, other, condition: str, *, columns=None, other_columns=N
          embedding_model: str | None = None, suffixes=("_left", "_right"), **settings):
     """The matching pairs as a DataFrame: the left row's columns then the right row's (names
     both sides share get `suffixes`); `.attrs["llm"]` holds the pairs judged and whether
-    blocking was used."""
-    import pandas as pd
-
+    blocking was used. With background=True the embeddings are made first and the judging runs
+    as a job (an OperatorJob whose result() is that DataFrame)."""
     system = SYSTEM.format(condition=_condition(condition))
     candidates = _candidates(candidates)
     left_texts, right_texts = rows.texts(frame, columns), rows.texts(other, other_columns)
@@ -78,8 +77,16 @@ def join(session, frame, other, condition: str, *, columns=None, other_columns=N
         pairs = candidate_pairs(session, left_texts, right_texts, candidates, embedding_model)
     else:
         pairs = [(i, j) for i in range(n) for j in range(m)]
-    result = plan.run_stage(session, [_pair_prompt(left_texts[i], right_texts[j]) for i, j in pairs],
-                            system=system, schema=VERDICT_SCHEMA, settings=settings)
+    return plan.run_stage(session, [_pair_prompt(left_texts[i], right_texts[j]) for i, j in pairs],
+                          system=system, schema=VERDICT_SCHEMA, settings=settings,
+                          finish=lambda result: _pairs_frame(frame, other, pairs, result, suffixes,
+                                                             blocked))
+
+
+def _pairs_frame(frame, other, pairs, result, suffixes, blocked):
+    """The matching pairs as rows: the left row's columns, then the right row's."""
+    import pandas as pd
+
     matched = [pair for pair, v in zip(pairs, result) if v is not None and v.get("answer")]
     failed = sum(1 for v in result if v is None)
     left_rows = frame.iloc[[i for i, _ in matched]]
@@ -91,8 +98,9 @@ def join(session, frame, other, condition: str, *, columns=None, other_columns=N
     out.index = pd.MultiIndex.from_arrays([frame.index[[i for i, _ in matched]],
                                            other.index[[j for _, j in matched]]],
                                           names=["left", "right"])
-    out.attrs["llm"] = {"pairs_judged": len(pairs), "all_pairs": n * m, "blocking": blocked,
-                        "failed": failed, **({"job_id": result.job_id} if pairs else {})}
+    out.attrs["llm"] = {"pairs_judged": len(pairs), "all_pairs": len(frame) * len(other),
+                        "blocking": blocked, "failed": failed,
+                        **({"job_id": result.job_id} if pairs else {})}
     return out
 
 
