@@ -30,7 +30,7 @@ def run_stage(session, prompts: list, *, system: str, schema=None, settings: dic
     if settings.get("background") and finish is None:
         raise TypeError("this operator runs in stages, each from the answers of the one before, "
                         "so it cannot run in the background; run it without background=, or "
-                        "use filter/classify/extract/map, which can")
+                        "use filter/classify/extract/join/map, which can")
     finish = finish or (lambda result: result)
     if not prompts:
         return finish([])
