@@ -118,3 +118,8 @@ class EmbeddingsNotRecorded(LLMError):
 
     def __init__(self, message: str):
         super().__init__(message, kind=CONFIG)
+
+
+class OperatorArgumentError(UserError, ValueError):
+    """A semantic operator's argument that cannot work (an empty condition, one label, k < 1,
+    background= for an operator that runs in stages...): refused before anything is sent."""

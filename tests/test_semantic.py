@@ -98,6 +98,10 @@ def test_classify_gives_one_label_per_row_or_other(loop_session, loopback, ticke
 
 
 def test_classify_refuses_fewer_than_two_labels(loop_session, tickets):
+    from llm_notebook.errors import UserError
+
+    with pytest.raises(UserError):           # one line in IPython, not a traceback
+        tickets.llm.classify([], **QUIET)
     with pytest.raises(ValueError, match="at least two"):
         tickets.llm.classify(["refund"], **QUIET)
     with pytest.raises(ValueError, match="list"):
@@ -305,9 +309,9 @@ def test_operators_keep_the_callers_system_prompt_and_refuse_a_schema(loop_sessi
     tickets.llm.filter("asks for a 'refund'", system="You are strict.", **QUIET)
     system = loopback.requests()[0]["body"]["messages"][0]["content"]
     assert system.startswith("You are strict.\n\nDecide whether the condition")
-    with pytest.raises(TypeError, match="their own schema"):
+    with pytest.raises(ValueError, match="their own schema"):
         tickets.llm.filter("asks for a 'refund'", schema={"type": "object"}, **QUIET)
-    with pytest.raises(TypeError, match="runs in stages"):
+    with pytest.raises(ValueError, match="runs in stages"):
         tickets.llm.topk("most 'urgent'", 2, background=True, **QUIET)
 
 
@@ -366,3 +370,11 @@ def test_one_stage_operators_run_in_the_background(loop_session, loopback, ticke
     fields = tickets.llm.extract({"type": "object", "properties": {"stars": {"type": "integer"}}},
                                  background=True, **QUIET)
     assert fields.result(timeout=30)["stars"].tolist()[:2] == [1, 5]
+
+
+def test_a_missing_column_is_named_before_anything_is_sent(loop_session, loopback, tickets):
+    from llm_notebook.errors import OperatorArgumentError
+
+    with pytest.raises(OperatorArgumentError, match="no column 'txt'"):
+        tickets.llm.filter("asks for a 'refund'", columns="txt", **QUIET)
+    assert chat_calls(loopback) == 0

@@ -10,6 +10,7 @@ per part at each level; `estimate` bounds them by assuming each partial answer i
 
 from __future__ import annotations
 
+from ..errors import OperatorArgumentError
 from . import plan, rows
 
 DEFAULT_OUTPUT_TOKENS = 256
@@ -22,7 +23,7 @@ FOLD_SYSTEM = ("The user sends partial answers, each over a part of the rows. Co
 
 def _instruction(instruction) -> str:
     if not isinstance(instruction, str) or not instruction.strip():
-        raise ValueError("agg takes an instruction for the whole set of rows, e.g. "
+        raise OperatorArgumentError("agg takes an instruction for the whole set of rows, e.g. "
                          "\"summarize the main complaints\"")
     return instruction.strip()
 
@@ -30,7 +31,7 @@ def _instruction(instruction) -> str:
 def _part_budget(session, settings: dict, given: int | None) -> int:
     if given is not None:
         if isinstance(given, bool) or not isinstance(given, int) or given < 16:
-            raise ValueError(f"part_tokens must be a whole number >= 16, got {given!r}")
+            raise OperatorArgumentError(f"part_tokens must be a whole number >= 16, got {given!r}")
         return given
     from ..batch.inputs import max_prompt_tokens
 
@@ -71,7 +72,7 @@ def agg(session, frame, instruction: str, *, columns=None, part_tokens: int | No
     the way fails the aggregation (its answer would leave rows out): LLMError, naming the job."""
     instruction = _instruction(instruction)
     if len(frame) == 0:
-        raise ValueError("agg needs at least one row")
+        raise OperatorArgumentError("agg needs at least one row")
     budget = _part_budget(session, settings, part_tokens)
     entries = list(zip(range(len(frame)), rows.texts(frame, columns)))
     system = SYSTEM.format(instruction=instruction)

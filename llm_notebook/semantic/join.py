@@ -11,6 +11,7 @@ few words. `estimate` prints the bound before anything is sent.
 
 from __future__ import annotations
 
+from ..errors import OperatorArgumentError
 from . import plan, rows
 from .judgements import VERDICT_SCHEMA, _condition
 
@@ -23,7 +24,7 @@ SYSTEM = ("Decide whether the condition below holds for the pair of rows the use
 def _candidates(candidates) -> int:
     candidates = DEFAULT_CANDIDATES if candidates is None else candidates
     if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 1:
-        raise ValueError(f"candidates must be a whole number >= 1, got {candidates!r}")
+        raise OperatorArgumentError(f"candidates must be a whole number >= 1, got {candidates!r}")
     return candidates
 
 

@@ -4,6 +4,7 @@ constrained by a JSON schema (a boolean, an enum), never parsed out of free text
 
 from __future__ import annotations
 
+from ..errors import OperatorArgumentError
 from . import plan, rows
 
 FILTER_SYSTEM = ("Decide whether the condition below holds for the row the user sends. Answer "
@@ -19,7 +20,7 @@ VERDICT_SCHEMA = {"type": "object", "properties": {"answer": {"type": "boolean"}
 
 def _condition(condition) -> str:
     if not isinstance(condition, str) or not condition.strip():
-        raise ValueError("a condition is a sentence the model judges for each row, e.g. "
+        raise OperatorArgumentError("a condition is a sentence the model judges for each row, e.g. "
                          "\"the review mentions 'refund'\"")
     return condition.strip()
 
@@ -57,10 +58,10 @@ def estimate_filter(session, frame, condition: str, *, columns=None, **settings)
 
 def _label_schema(labels) -> tuple[list[str], dict]:
     if isinstance(labels, str) or not labels:
-        raise ValueError("labels is a list of at least two strings, e.g. ['positive', 'negative']")
+        raise OperatorArgumentError("labels is a list of at least two strings, e.g. ['positive', 'negative']")
     names = [str(label) for label in labels]
     if len(set(names)) != len(names) or len(names) < 2:
-        raise ValueError(f"labels must be at least two different strings, got {names}")
+        raise OperatorArgumentError(f"labels must be at least two different strings, got {names}")
     allowed = names + ([OTHER] if OTHER not in names else [])
     schema = {"type": "object", "properties": {"label": {"type": "string", "enum": allowed}},
               "required": ["label"], "additionalProperties": False}
@@ -106,6 +107,6 @@ def extract_prompt(frame, columns=None) -> str:
         [columns] if isinstance(columns, str) else list(columns))
     bad = [c for c in names if not (isinstance(c, str) and c.isidentifier())]
     if bad:
-        raise ValueError(f"column {bad[0]!r} cannot be a {{placeholder}}; pass columns=[...] of "
+        raise OperatorArgumentError(f"column {bad[0]!r} cannot be a {{placeholder}}; pass columns=[...] of "
                          "plainly named columns, or your own prompt=")
     return "\n".join(f"{name}: {{{name}}}" for name in names)

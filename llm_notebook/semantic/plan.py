@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import OperatorArgumentError
+
 
 def _settings(settings: dict, system: str, schema) -> dict:
     """The batch settings of a stage: the caller's, with the operator's instructions after the
     caller's own system prompt, and the operator's schema."""
     if settings.get("schema") is not None:
-        raise TypeError("semantic operators set their own schema; use df.llm.extract(schema) "
+        raise OperatorArgumentError("semantic operators set their own schema; use df.llm.extract(schema) "
                         "or df.llm.map(prompt, schema=...) for yours")
     own = settings.get("system")
     merged = dict(settings)
@@ -28,7 +30,7 @@ def run_stage(session, prompts: list, *, system: str, schema=None, settings: dic
     with `background=True` gets an OperatorJob at once; one of several stages cannot (each
     stage's prompts come from the answers of the one before)."""
     if settings.get("background") and finish is None:
-        raise TypeError("this operator runs in stages, each from the answers of the one before, "
+        raise OperatorArgumentError("this operator runs in stages, each from the answers of the one before, "
                         "so it cannot run in the background; run it without background=, or "
                         "use filter/classify/extract/join/map, which can")
     finish = finish or (lambda result: result)

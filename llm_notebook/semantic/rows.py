@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+from ..errors import OperatorArgumentError
+
 
 def _missing(value) -> bool:
     if value is None:
@@ -28,7 +30,8 @@ def _columns(frame, columns) -> list:
     names = [columns] if isinstance(columns, str) else list(columns)
     missing = [c for c in names if c not in frame.columns]
     if missing:
-        raise KeyError(f"no column {missing[0]!r}; the columns are {list(frame.columns)}")
+        raise OperatorArgumentError(f"no column {missing[0]!r}; columns= names some of "
+                                    f"{list(frame.columns)}")
     return names
 
 

@@ -3,6 +3,7 @@ the rows nearest a query by cosine similarity."""
 
 from __future__ import annotations
 
+from ..errors import OperatorArgumentError
 from . import rows
 
 
@@ -22,9 +23,9 @@ def search(session, frame, query: str, k: int = 5, *, columns=None, model: str |
     from ..embeddings.vectors import nearest
 
     if not isinstance(query, str) or not query.strip():
-        raise ValueError("search takes a query text, e.g. df.llm.search('late delivery', k=5)")
+        raise OperatorArgumentError("search takes a query text, e.g. df.llm.search('late delivery', k=5)")
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be a whole number >= 1, got {k!r}")
+        raise OperatorArgumentError(f"k must be a whole number >= 1, got {k!r}")
     texts = rows.texts(frame, columns)
     matrix = embed_texts(session, texts + [query], model)
     order, scores = nearest(matrix[-1:], matrix[:-1], k)

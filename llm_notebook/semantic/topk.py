@@ -12,6 +12,7 @@ calls, against 499,500 pairwise comparisons.
 
 from __future__ import annotations
 
+from ..errors import OperatorArgumentError
 from . import plan, rows
 
 DEFAULT_GROUP = 20
@@ -22,10 +23,10 @@ SYSTEM = ("Rank the rows the user sends (each after a ### line with its number) 
 
 def _check(n: int, k, group) -> tuple[int, int]:
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be a whole number >= 1, got {k!r}")
+        raise OperatorArgumentError(f"k must be a whole number >= 1, got {k!r}")
     group = DEFAULT_GROUP if group is None else group
     if isinstance(group, bool) or not isinstance(group, int) or group < 2:
-        raise ValueError(f"group must be a whole number >= 2, got {group!r}")
+        raise OperatorArgumentError(f"group must be a whole number >= 2, got {group!r}")
     return k, max(group, 2 * k)
 
 
@@ -106,7 +107,7 @@ def _winners(members: list[int], answer, want: int) -> list[int]:
 
 def _criterion(criterion) -> str:
     if not isinstance(criterion, str) or not criterion.strip():
-        raise ValueError("a criterion says what makes a row better, e.g. \"most urgent\"")
+        raise OperatorArgumentError("a criterion says what makes a row better, e.g. \"most urgent\"")
     return criterion.strip()
 
 
