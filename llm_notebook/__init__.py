@@ -30,6 +30,8 @@ __all__ = [
     "compare",
     "ComparisonGrid",
     "checks",
+    "Workflow",
+    "WorkflowBuilder",
     "__version__",
 ]
 
@@ -43,10 +45,16 @@ _LAZY = {
     "ComparisonGrid": ("llm_notebook.comparison", "ComparisonGrid"),
     "compare": ("llm_notebook.comparison", "compare"),
     "checks": ("llm_notebook.comparison", "checks"),
+    "Workflow": ("llm_notebook.workflows", "Workflow"),
+    "WorkflowBuilder": ("llm_notebook.widgets.workflow_builder", "WorkflowBuilder"),
 }
 
 
 def __getattr__(name: str):
+    if name == "workflows":  # `llm_notebook.workflows.register` without importing it first
+        import importlib
+
+        return importlib.import_module("llm_notebook.workflows")
     if name in _LAZY:
         import importlib
 

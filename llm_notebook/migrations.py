@@ -795,6 +795,29 @@ def m060_background_jobs_and_provider_batches(db: sqlite3.Connection) -> None:
 
 
 @migration
+def m070_workflows(db: sqlite3.Connection) -> None:
+    # Workflows (llm_notebook/workflows): every save is a new immutable version, like templates;
+    # `steps` is the JSON list of step definitions (data only: Python steps name a function, they
+    # never hold code). `workflow_results` keeps what finished steps produced, keyed by a hash of
+    # the step's definition and its input (workflows/keys.py), so an unchanged step is skipped:
+    # the columns an LLM step added, or the rows a filter kept, as JSON.
+    from sqlite_utils import Database
+
+    database = Database(db, recursive_triggers=False, execute_plugins=False)
+    workflows = database["workflows"]
+    workflows.create({"id": int, "name": str, "version": int, "description": str, "steps": str,
+                      "tags": str, "message": str, "created": float}, pk="id",
+                     not_null={"name", "version", "steps", "tags", "created"},
+                     defaults={"tags": "[]"})
+    workflows.create_index(["name", "version"], unique=True)
+    results = database["workflow_results"]
+    results.create({"key": str, "workflow": str, "step": str, "kind": str, "rows": int,
+                    "data": str, "created": float}, pk="key",
+                   not_null={"data", "created"})
+    results.create_index(["workflow", "step", "created"])
+
+
+@migration
 def m080_embeddings(db: sqlite3.Connection) -> None:
     # Embeddings are cached like answers (llm_notebook/embeddings/): one vector per model and
     # text, as little-endian float32 bytes; the call that computed it is in `calls`.

@@ -120,6 +120,13 @@ class Session:
 
         return TemplateLibrary(lambda: self.log)
 
+    @property
+    def workflows(self):
+        """Saved workflows (llm_notebook.workflows.library.WorkflowLibrary) in this log."""
+        from .workflows.library import WorkflowLibrary
+
+        return WorkflowLibrary(lambda: self.log)
+
     def on_call(self, listener) -> None:
         """Call `listener(row_dict)` after each call is logged (widgets refresh on it)."""
         self._listeners.append(listener)

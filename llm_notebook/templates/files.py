@@ -36,7 +36,7 @@ import json
 import os
 import tempfile
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +106,11 @@ def dumps(templates: Iterable[Template], suffix: str) -> str:
 
 def write(path: Path, templates: Iterable[Template]) -> None:
     """Write templates to one file, atomically (a reader never sees half a file)."""
-    text = dumps(templates, path.suffix.lower())
+    write_text(path, dumps(templates, path.suffix.lower()))
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` atomically (template and workflow exports)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -170,50 +174,57 @@ def read_file(path: Path, *, name: str | None = None) -> list[Template]:
               f"llm template (a mapping with 'prompt' or 'system'), found {_kind(data)}")
 
 
-def _read_text(path: Path) -> str:
+def load_bounded(path: Path, error: Callable[[Path, str], Exception], what: str = "template") -> Any:
+    """The data of a YAML or JSON file someone else may have written, read within the limits
+    above (workflow files use it too); a problem raises `error(path, problem)`."""
+    return _load(path, _read_text(path, error, what), error, what)
+
+
+def _read_text(path: Path, error: Callable[[Path, str], Exception] = TemplateFileError,
+               what: str = "template") -> str:
     try:
         with path.open("rb") as f:
             raw = f.read(MAX_FILE_BYTES + 1)  # never more, whatever the file claims to be
     except OSError as exc:
-        raise TemplateFileError(path, f"cannot read it ({exc.strerror})") from None
+        raise error(path, f"cannot read it ({exc.strerror})") from None
     if len(raw) > MAX_FILE_BYTES:
-        raise TemplateFileError(path, f"the file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB, "
-                                      "the most a template file may be; split it into smaller files")
+        raise error(path, f"the file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB, "
+                          f"the most a {what} file may be; split it into smaller files")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise TemplateFileError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise error(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
-def _load(path: Path, text: str) -> Any:
+def _load(path: Path, text: str, error: Callable[[Path, str], Exception] = TemplateFileError,
+          what: str = "template") -> Any:
     if path.suffix.lower() == ".json":
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:
-            raise TemplateFileError(
-                path, f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+            raise error(path, f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
         except RecursionError:
-            raise TemplateFileError(path, "the JSON is nested too deeply to be a template file") from None
+            raise error(path, f"the JSON is nested too deeply to be a {what} file") from None
     import yaml
 
     try:
-        return _safe_yaml(text)
+        return _safe_yaml(text, what)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise TemplateFileError(path, f"invalid YAML{where}: {problem}") from None
+        raise error(path, f"invalid YAML{where}: {problem}") from None
     except RecursionError:
-        raise TemplateFileError(path, "the YAML is nested too deeply to be a template file") from None
+        raise error(path, f"the YAML is nested too deeply to be a {what} file") from None
     except _TooBig as exc:
-        raise TemplateFileError(path, str(exc)) from None
+        raise error(path, str(exc)) from None
 
 
 class _TooBig(Exception):
     pass
 
 
-def _safe_yaml(text: str) -> Any:
+def _safe_yaml(text: str, what: str = "template") -> Any:
     """`yaml.safe_load`, except that the document's size once aliases are expanded is checked
     on the composed node graph (cheap: aliases are shared nodes there) before any Python object
     is built from it."""
@@ -224,13 +235,13 @@ def _safe_yaml(text: str) -> Any:
         node = loader.get_single_node()
         if node is None:
             return None
-        _check_expansion(node)
+        _check_expansion(node, what)
         return loader.construct_document(node)
     finally:
         loader.dispose()
 
 
-def _check_expansion(root) -> None:
+def _check_expansion(root, what: str = "template") -> None:
     import yaml
 
     sizes: dict[int, int] = {}
@@ -242,7 +253,7 @@ def _check_expansion(root) -> None:
             return sizes[key]
         if key in open_nodes:
             raise _TooBig("an alias refers to a node that contains it (a recursive YAML "
-                          "alias), which no template can hold")
+                          f"alias), which no {what} can hold")
         open_nodes.add(key)
         total = 1
         if isinstance(node, yaml.SequenceNode):
@@ -255,7 +266,7 @@ def _check_expansion(root) -> None:
             total += size(child)
             if total > MAX_YAML_NODES:
                 raise _TooBig(f"its aliases expand to more than {MAX_YAML_NODES:,} values (an "
-                              "alias bomb?); a template file needs far fewer")
+                              f"alias bomb?); a {what} file needs far fewer")
         open_nodes.discard(key)
         sizes[key] = total
         return total

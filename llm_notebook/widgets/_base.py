@@ -345,7 +345,7 @@ class LLMWidget(anywidget.AnyWidget):
         self._send_response({"type": "response", "id": request_id, "ok": True, "result": payload})
 
     def _reply_exception(self, request_id: str, method: str, exc: BaseException) -> None:
-        is_user_error = any(k.__name__ == "LLMError" for k in type(exc).__mro__)
+        is_user_error = any(k.__name__ == "UserError" for k in type(exc).__mro__)
         log.log(logging.DEBUG if is_user_error else logging.WARNING,
                 "llm-notebook: widget request %r failed", method, exc_info=exc)
         self._reply_error(request_id, error_line(exc))

@@ -408,3 +408,40 @@ def batch_form_snapshot(source: str, rows: int | None, prompt: str, model: str, 
                   style="none") for name, value in facts]
     lines = [f"{name}: {value}" for name, value in facts]
     return Snapshot(_frame("batch-form", title, parts), _plain(title, lines))
+
+
+def workflow_snapshot(workflow: dict, last: dict | None) -> Snapshot:
+    """A WorkflowBuilder: the workflow's steps (kind, name, prompt or function) and what its last
+    preview or run did, step by step."""
+    name = workflow.get("name") or "unnamed"
+    version = f" v{workflow['version']}" if workflow.get("version") else " (not saved)"
+    title = f"Workflow · {_clean(name)}{version}"
+    parts, lines = [], []
+    reports = {r["step"]: r for r in (last or {}).get("reports") or []}
+    for number, step in enumerate(workflow.get("steps") or [], 1):
+        what = step.get("prompt") or (f"template {step['template']}" if step.get("template")
+                                      else f"function {step.get('function')}")
+        head = f"{number}. {step['name']} ({step['kind']})"
+        report = reports.get(step["name"])
+        done = _report_line(report) if report else ""
+        parts.append(_tag("div", "msg", _tag("div", "role", _e(head)) + _pre(what, 2_000)
+                          + (_tag("div", "muted", _e(done)) if done else "")))
+        lines.append(f"{head}: {_clean(what)}" + (f" [{done}]" if done else ""))
+    if last:
+        summary = (f"last {last['what']}: {last['rows_in']:,} rows in, {last['rows_out']:,} out")
+        parts.append(_tag("div", "totals", _e(summary), style="none"))
+        lines.append(summary)
+    return Snapshot(_frame("workflow", html.escape(title), parts), _plain(title, lines))
+
+
+def _report_line(report: dict) -> str:
+    if report.get("status") == "skipped":
+        return f"unchanged, skipped · {report.get('rows_out', 0):,} rows"
+    if report.get("status") == "failed":
+        return "failed"
+    text = f"{report.get('rows_in', 0):,} rows → {report.get('rows_out', 0):,}"
+    if report.get("job_id"):
+        text += f" · {report.get('requests', 0):,} sent · {report.get('cached', 0):,} cached"
+        if report.get("errors"):
+            text += f" · {report.get('errors'):,} errors"
+    return text

@@ -41,12 +41,13 @@ class _CanSend(Protocol):
 def error_line(error: BaseException | str) -> str:
     """One redacted line for the front-end: an exception's type and message, or the text given.
 
-    `LLMError` messages are already written for users, so they go as they are; other exceptions
-    get their type name in front, which is what a developer needs to recognise them.
+    `UserError` messages (LLMError and the other errors a user can fix) are already written for
+    users, so they go as they are; other exceptions get their type name in front, which is what
+    a developer needs to recognise them.
     """
     if isinstance(error, BaseException):
         message = str(error).strip()
-        if not any(k.__name__ == "LLMError" for k in type(error).__mro__):
+        if not any(k.__name__ == "UserError" for k in type(error).__mro__):
             message = f"{type(error).__name__}: {message}" if message else type(error).__name__
     else:
         message = str(error)

@@ -10,6 +10,7 @@ import type { AnyModel } from "@anywidget/types";
 import { renderMarkdownInto } from "../../shared/markdown";
 import { newId, rpcFor } from "../../shared/rpc";
 import { streamsFor } from "../../shared/stream";
+import { button, el, input, labelled } from "./dom";
 import { createCodeEditor, type CodeEditor } from "./editor";
 import { VariablesForm } from "./form";
 import { describe, fill, variablesOf } from "./grammar";
@@ -64,35 +65,6 @@ interface DiffReply {
 const PREVIEW_DELAY_MS = 350;
 // "template 'x': prompt line 2, column 5: ..." — where to mark an error Python reported.
 const WHERE = /\b(prompt|system) line (\d+), column (\d+)/;
-
-function el<K extends keyof HTMLElementTagNameMap>(tag: K, className = "", text = ""): HTMLElementTagNameMap[K] {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text) node.textContent = text;
-  return node;
-}
-
-function button(text: string, label: string, onClick: () => void, className = ""): HTMLButtonElement {
-  const b = el("button", className, text);
-  b.type = "button";
-  b.setAttribute("aria-label", label);
-  b.addEventListener("click", onClick);
-  return b;
-}
-
-function labelled(text: string, control: HTMLElement, className: string): HTMLLabelElement {
-  const label = el("label", className);
-  label.append(el("span", "llm-te-label", text), control);
-  return label;
-}
-
-function input(label: string, placeholder: string): HTMLInputElement {
-  const i = el("input");
-  i.type = "text";
-  i.placeholder = placeholder;
-  i.setAttribute("aria-label", label);
-  return i;
-}
 
 export function renderTemplateEditor(model: AnyModel, root: HTMLElement): () => void {
   const rpc = rpcFor(model);
