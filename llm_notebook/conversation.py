@@ -101,10 +101,11 @@ class Conversation:
             self.session.log.set_head(self.id, self.head_id)
 
     async def aask(self, prompt: str, *, model: str | None = None, system: str | None = None,
-                   cache: bool | None = None, **options) -> Response:
+                   cache: bool | None = None, attachments=None, **options) -> Response:
         from .call.single import CallState
 
-        messages = self.session._messages(prompt, system or self.system, self._history())
+        messages = self.session._messages(prompt, system or self.system, self._history(),
+                                          attachments=attachments)
         state = CallState()
         try:
             return await self.session.acall(messages, cache=cache, conversation_id=self.id,
@@ -114,32 +115,39 @@ class Conversation:
             self._advance(state.response)
 
     def ask(self, prompt: str, *, model: str | None = None, system: str | None = None,
-            cache: bool | None = None, **options) -> Response:
+            cache: bool | None = None, attachments=None, **options) -> Response:
+        """Ask the next turn. `attachments`: images or PDFs sent with this prompt (later turns
+        see their names: attach a file again to ask about it again)."""
         from . import runner
+        from .attachments import load_all
         from .session import _check_prompt
 
         _check_prompt(prompt)
         self.session.resolve(model or self.model, options)
-        return runner.run(self.aask(prompt, model=model, system=system, cache=cache, **options))
+        loaded = load_all(attachments)       # a bad file fails here, before the loop
+        return runner.run(self.aask(prompt, model=model, system=system, cache=cache,
+                                    attachments=loaded, **options))
 
     def stream(self, prompt: str, *, model: str | None = None, system: str | None = None,
-               cache: bool | None = None, **options) -> "Stream":
+               cache: bool | None = None, attachments=None, **options) -> "Stream":
         from .session import Stream, _check_prompt
 
         _check_prompt(prompt)
         self.session.resolve(model or self.model, options)
-        messages = self.session._messages(prompt, system or self.system, self._history())
+        messages = self.session._messages(prompt, system or self.system, self._history(),
+                                          attachments=attachments)
         return _ConversationStream(self, self.session, messages, cache=cache,
                                    conversation_id=self.id, parent_id=self.head_id,
                                    **self._kwargs(model, options))
 
     async def astream(self, prompt: str, *, model: str | None = None, system: str | None = None,
-                      cache: bool | None = None, **options):
+                      cache: bool | None = None, attachments=None, **options):
         from .call.single import CallState
         from .session import _check_prompt, stream_texts
 
         _check_prompt(prompt)
-        messages = self.session._messages(prompt, system or self.system, self._history())
+        messages = self.session._messages(prompt, system or self.system, self._history(),
+                                          attachments=attachments)
         state = CallState()
         try:
             async for text in stream_texts(lambda on_text: self.session.acall(

@@ -103,3 +103,23 @@ class BatchAPIUnavailable(LLMError, ValueError):
 
 class ResponseFormatError(UserError, ValueError):
     """A response's text was not what the caller asked for (e.g. not JSON)."""
+
+
+class AttachmentError(LLMError, ValueError):
+    """An attachment that cannot be sent (unreadable, too large, not an image or PDF, or for a
+    model that takes none): refused before anything is sent."""
+
+    def __init__(self, message: str):
+        super().__init__(message, kind=CONFIG)
+
+
+class EmbeddingsNotRecorded(LLMError):
+    """Replaying, an embedding that is neither cached nor computable offline."""
+
+    def __init__(self, message: str):
+        super().__init__(message, kind=CONFIG)
+
+
+class OperatorArgumentError(UserError, ValueError):
+    """A semantic operator's argument that cannot work (an empty condition, one label, k < 1,
+    background= for an operator that runs in stages...): refused before anything is sent."""

@@ -815,3 +815,16 @@ def m070_workflows(db: sqlite3.Connection) -> None:
                     "data": str, "created": float}, pk="key",
                    not_null={"data", "created"})
     results.create_index(["workflow", "step", "created"])
+
+
+@migration
+def m080_embeddings(db: sqlite3.Connection) -> None:
+    # Embeddings are cached like answers (llm_notebook/embeddings/): one vector per model and
+    # text, as little-endian float32 bytes; the call that computed it is in `calls`.
+    from sqlite_utils import Database
+
+    database = Database(db, recursive_triggers=False, execute_plugins=False)
+    database["embeddings"].create(
+        {"model": str, "text_sha256": str, "dimensions": int, "vector": bytes, "call_id": int,
+         "created": float},
+        pk=("model", "text_sha256"), not_null={"dimensions", "vector", "created"})

@@ -154,8 +154,12 @@ class Session:
         self.aliases[name] = model
 
     def add_endpoint(self, name: str, base_url: str, api_key_env: str | None = None, *,
-                     api_key: str | None = None, via: str = "http") -> Endpoint:
-        """Make `name/<model>` call the OpenAI-compatible server at `base_url`."""
+                     api_key: str | None = None, via: str = "http",
+                     attachments: bool | None = None) -> Endpoint:
+        """Make `name/<model>` call the OpenAI-compatible server at `base_url`.
+
+        `attachments=False` declares its models text-only (a call with an image or PDF is then
+        refused before it is sent); None (unknown) lets the server decide."""
         if not name or "/" in name:
             raise ValueError("an endpoint name is a plain word, e.g. add_endpoint('lab', 'http://localhost:8000/v1')")
         if not base_url.startswith(("http://", "https://")):
@@ -166,7 +170,7 @@ class Session:
 
         redact.register(api_key)
         endpoint = Endpoint(name=name, base_url=base_url, api_key_env=api_key_env,
-                            api_key=api_key, via=via)
+                            api_key=api_key, via=via, attachments=attachments)
         self.endpoints[name] = endpoint
         return endpoint
 
@@ -282,12 +286,17 @@ class Session:
 
     # -- calls ----------------------------------------------------------------------------------
 
-    def _messages(self, prompt: str, system: str | None, history: list[dict] | None = None) -> list[dict]:
+    def _messages(self, prompt: str, system: str | None, history: list[dict] | None = None,
+                  attachments=None) -> list[dict]:
+        """The request's messages; `attachments` (paths, bytes, URLs, PIL images) go with the
+        prompt as content parts (llm_notebook/attachments.py)."""
+        from .attachments import load_all, user_content
+
         messages = []
         if system:
             messages.append({"role": "system", "content": system})
         messages.extend(history or [])
-        messages.append({"role": "user", "content": prompt})
+        messages.append({"role": "user", "content": user_content(prompt, load_all(attachments))})
         return messages
 
     def policy(self) -> RetryPolicy:
@@ -312,32 +321,36 @@ class Session:
         return {k: v for k, v in options.items() if v is not None}
 
     async def aask(self, prompt: str, *, model: str | None = None, system: str | None = None,
-                   cache: bool | None = None, **options) -> Response:
-        return await self.acall(self._messages(prompt, system), model=model,
-                                options=self._options(options), cache=cache)
+                   cache: bool | None = None, attachments=None, **options) -> Response:
+        return await self.acall(self._messages(prompt, system, attachments=attachments),
+                                model=model, options=self._options(options), cache=cache)
 
     def ask(self, prompt: str, *, model: str | None = None, system: str | None = None,
-            cache: bool | None = None, **options) -> Response:
-        """Send one prompt; returns a Response (its row is in the log)."""
+            cache: bool | None = None, attachments=None, **options) -> Response:
+        """Send one prompt; returns a Response (its row is in the log). `attachments`: images
+        or PDFs (paths, bytes, http(s) URLs or PIL images) sent with the prompt."""
         _check_prompt(prompt)
         self.resolve(model, options)  # fail fast on a bad model before touching the loop
+        messages = self._messages(prompt, system, attachments=attachments)  # (a bad file too)
         from . import runner
 
-        return runner.run(self.aask(prompt, model=model, system=system, cache=cache, **options))
+        return runner.run(self.acall(messages, model=model, options=self._options(options),
+                                     cache=cache))
 
     async def astream(self, prompt: str, *, model: str | None = None, system: str | None = None,
-                      cache: bool | None = None, **options) -> AsyncIterator[str]:
+                      cache: bool | None = None, attachments=None,
+                      **options) -> AsyncIterator[str]:
         _check_prompt(prompt)
-        async for chunk in _astream(self, self._messages(prompt, system), model=model,
-                                    options=self._options(options), cache=cache):
+        async for chunk in _astream(self, self._messages(prompt, system, attachments=attachments),
+                                    model=model, options=self._options(options), cache=cache):
             yield chunk
 
     def stream(self, prompt: str, *, model: str | None = None, system: str | None = None,
-               cache: bool | None = None, **options) -> "Stream":
+               cache: bool | None = None, attachments=None, **options) -> "Stream":
         """Iterate text chunks as they arrive; `.response` holds the Response afterwards."""
         _check_prompt(prompt)
         self.resolve(model, options)
-        return Stream(self, self._messages(prompt, system), model=model,
+        return Stream(self, self._messages(prompt, system, attachments=attachments), model=model,
                       options=self._options(options), cache=cache)
 
     # -- conversations --------------------------------------------------------------------------

@@ -9,8 +9,15 @@ from __future__ import annotations
 
 def estimate_prompt(messages: list[dict]) -> int:
     """Estimated prompt tokens of a request (at least 1)."""
-    chars = 0
+    chars = attached = 0
     for message in messages:
         content = message.get("content")
-        chars += len(content) if type(content) is str else len(str(content or ""))
-    return max(1, chars // 4)
+        if type(content) is str:
+            chars += len(content)
+        elif type(content) is list:     # content parts: text, and attachments by a fixed guess
+            from .attachments import estimated_tokens
+
+            attached += estimated_tokens(content)
+        else:
+            chars += len(str(content or ""))
+    return max(1, chars // 4 + attached)

@@ -339,3 +339,35 @@ def test_cli_prints_url_and_exits_when_stdin_closes():
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def _embeddings(server, body, headers=None):
+    async def go():
+        async with aiohttp.ClientSession() as s:
+            async with s.post(server.url + "/embeddings", json=body, headers=headers) as r:
+                return r.status, await r.json()
+    return asyncio.run(go())
+
+
+def test_embeddings_endpoint_answers_floats_or_base64_and_refuses_bad_input(loopback):
+    import base64
+    import struct
+
+    from llm_notebook.testing import loopback_rules
+
+    status, data = _embeddings(loopback, {"model": "loopback-embed", "input": ["a b", "c"]})
+    assert status == 200 and [e["index"] for e in data["data"]] == [0, 1]
+    assert data["data"][0]["embedding"] == loopback_rules.embedding("a b")
+    assert data["usage"]["prompt_tokens"] == 3
+    status, data = _embeddings(loopback, {"model": "m", "input": "a b", "dimensions": 4,
+                                          "encoding_format": "base64"})
+    packed = base64.b64decode(data["data"][0]["embedding"])
+    assert list(struct.unpack("<4f", packed)) == pytest.approx(loopback_rules.embedding("a b", 4))
+    for bad in ({"model": "m", "input": []}, {"model": "m", "input": [1]}, {"model": "m"}):
+        assert _embeddings(loopback, bad)[0] == 400
+    loopback.configure(require_key="sk-right")
+    assert _embeddings(loopback, {"model": "m", "input": "x"})[0] == 401
+    loopback.configure(require_key=None)
+    loopback.script([{"kind": "429", "retry_after": 1}])
+    assert _embeddings(loopback, {"model": "m", "input": "x"})[0] == 429
+    assert loopback.stats()["embeddings_requests"] == 7

@@ -427,3 +427,35 @@ def test_the_line_magic_opens_the_conversation_a_chat_cell_continues(ipshell, lo
     finally:
         chat.close()
 
+
+
+# -- attachments ------------------------------------------------------------------------------------
+
+
+def test_send_with_uploaded_files_sends_content_parts_and_logs_no_bytes(loop_session, loopback, chats):
+    import base64
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (3, 3), (1, 2, 3)).save(buffer, format="PNG")
+    data = base64.b64encode(buffer.getvalue()).decode()
+    chat = chats(model="loop/model")
+    turn = ok(chat, "send", {"prompt": "What is it?", "attachments": [{"name": "dot.png", "data": data}]})
+    sent = loopback.requests()[-1]["body"]["messages"][-1]["content"]
+    assert sent[1]["image_url"]["url"] == "data:image/png;base64," + data
+    assert "[attached: dot.png (image/png" in turn["prompt"] and data[:40] not in turn["prompt"]
+    # The next turn sees the attachment's name in its history, not the picture again.
+    ok(chat, "send", {"prompt": "And now?"}, "r2")
+    history = loopback.requests()[-1]["body"]["messages"]
+    assert all(isinstance(m["content"], str) for m in history)
+
+
+def test_a_bad_upload_is_one_line_in_the_banner_and_nothing_is_sent(loop_session, loopback, chats):
+    chat = chats(model="loop/model")
+    resp = answer(chat, "send", {"prompt": "Look", "attachments": [{"name": "x.png", "data": "aGVsbG8="}]})
+    assert not resp["ok"] and "not a PNG, JPEG, GIF or WebP image or a PDF" in resp["error"]
+    resp = answer(chat, "send", {"prompt": "Look", "attachments": [{"name": "x.png", "data": "%%"}]}, "r2")
+    assert not resp["ok"] and "attach it again" in resp["error"]
+    assert loopback.requests() == []

@@ -54,7 +54,8 @@ def test_the_table_lists_every_model_grouped_usable_first(loop_session, monkeypa
     embedded, endpoint, alias = table["groups"][:3]
     assert embedded["prefix"] == "local/" and embedded["rows"][0][:4] == ["smollm2", 2048, 0, 0]
     # An endpoint's models are those its server lists (GET /v1/models), not a wildcard.
-    assert [r[0] for r in endpoint["rows"]] == ["loop/loopback-json", "loop/loopback-model",
+    assert [r[0] for r in endpoint["rows"]] == ["loop/loopback-embed", "loop/loopback-json",
+                                                 "loop/loopback-judge", "loop/loopback-model",
                                                  "loop/loopback-small"]
     assert endpoint["key"] is True and all(r[4] == 1 for r in endpoint["rows"])
     assert alias["rows"][0][0] == "fast" and alias["rows"][0][5] == "alias of loop/small"
@@ -75,7 +76,7 @@ def test_the_table_lists_every_model_grouped_usable_first(loop_session, monkeypa
 def test_models_request_answers_the_table(picker, loop_session):
     request(picker, "picker.models")
     resp = wait_response(picker, "r1")
-    assert resp["ok"] and ids_of(resp["result"])[:2] == ["local/smollm2", "loop/loopback-json"]
+    assert resp["ok"] and ids_of(resp["result"])[:2] == ["local/smollm2", "loop/loopback-embed"]
 
 
 def test_an_endpoint_that_cannot_list_its_models_is_one_unavailable_row(nb_session, loopback):

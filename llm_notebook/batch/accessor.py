@@ -55,6 +55,48 @@ class LLMAccessor:
         run, _ = api.prepare(s, frame=self._frame, prompt=prompt, check_budget=False, **settings)
         return estimate_run(s, run)
 
+    # Semantic operators (llm_notebook/semantic/): each runs on the batch engine and has
+    # `.estimate(...)`, e.g. df.llm.filter("mentions 'refund'") / df.llm.filter.estimate(...).
+    @property
+    def filter(self):
+        """`df.llm.filter(condition)`: the rows for which the model judges the condition true."""
+        return _operator(self._frame, "filter")
+
+    @property
+    def classify(self):
+        """`df.llm.classify(labels)`: one of the labels per row ('other' when none fits)."""
+        return _operator(self._frame, "classify")
+
+    @property
+    def extract(self):
+        """`df.llm.extract(schema)`: the schema's fields into columns, one call per row."""
+        return _operator(self._frame, "extract")
+
+    @property
+    def topk(self):
+        """`df.llm.topk(criterion, k)`: the k best rows, by a tournament of bounded calls."""
+        return _operator(self._frame, "topk")
+
+    @property
+    def join(self):
+        """`df.llm.join(other, condition)`: pairs of rows that satisfy the condition."""
+        return _operator(self._frame, "join")
+
+    @property
+    def agg(self):
+        """`df.llm.agg(instruction)`: one answer over all rows, folded to fit the context."""
+        return _operator(self._frame, "agg")
+
+    @property
+    def embed(self):
+        """`df.llm.embed(columns, model=...)`: a Series of vectors (cached in the log)."""
+        return _operator(self._frame, "embed")
+
+    @property
+    def search(self):
+        """`df.llm.search(query, k)`: the k rows nearest the query (embeddings)."""
+        return _operator(self._frame, "search")
+
 
 @pd.api.extensions.register_series_accessor("llm")
 class LLMSeriesAccessor:
@@ -72,6 +114,19 @@ class LLMSeriesAccessor:
         if isinstance(name, str) and name.isidentifier() and name != "value":
             frame[name] = self._series
         return frame
+
+    # The semantic operators, on the values as a one-column DataFrame (`value`); filter keeps
+    # the Series' shape (the values for which the condition holds).
+    filter = property(lambda self: _operator(self._series, "filter_values"))
+    classify = property(lambda self: _operator(self._values(), "classify"))
+    extract = property(lambda self: _operator(self._values(), "extract"))
+    topk = property(lambda self: _operator(self._values(), "topk"))
+    agg = property(lambda self: _operator(self._values(), "agg"))
+    embed = property(lambda self: _operator(self._values(), "embed"))
+    search = property(lambda self: _operator(self._values(), "search"))
+
+    def _values(self) -> pd.DataFrame:
+        return self._series.to_frame("value")
 
     def map(self, prompt, **kwargs):
         """Send `prompt` once per value; returns what `df.llm.map` returns, on this index."""
@@ -93,6 +148,12 @@ def _series_placeholders():
         yield
     except MissingColumnError as exc:
         raise MissingColumnError(exc.name, exc.columns, series=True) from None
+
+
+def _operator(frame, name: str):
+    from ..semantic.faces import operators
+
+    return operators(frame)[name]
 
 
 def _session(session):

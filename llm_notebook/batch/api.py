@@ -19,6 +19,7 @@ from .settings import BatchSettings
 
 DEFAULT_CONCURRENCY = 16
 PROGRESS_SECONDS = 0.2           # progress refresh (5/s: far below what iopub can take)
+ATTACHMENT_SAMPLE_ROWS = 256   # rows whose attachments are checked against the model up front
 INTERRUPT_GRACE = 1.8            # Ctrl-C: seconds to let the run write what finished
 # Indexes of recent DataFrame runs, so session.job(id).errors() can show the user's labels.
 _RECENT_INDEXES: "collections.OrderedDict[str, Any]" = collections.OrderedDict()
@@ -81,12 +82,17 @@ def prepare(session, *, frame=None, prompts=None, prompt=None, options: dict | N
     limit_tokens = inputs.max_prompt_tokens(route)
     if frame is not None:
         spec.system = system_text
-        rows = inputs.FrameRows(frame, spec, max_tokens=limit_tokens)
+        rows = inputs.FrameRows(frame, spec, max_tokens=limit_tokens,
+                                attach=settings.attachments)
     else:
+        if settings.attachments is not None:
+            raise TypeError("attachments= names DataFrame columns (df.llm.map); in batch() give "
+                            "each prompt as messages whose content holds the attachments")
         if isinstance(prompts, (str, bytes)) or not hasattr(prompts, "__len__"):
             raise TypeError("batch() takes a list of prompts (strings or message lists); for one "
                             "prompt use ask()")
         rows = inputs.ListRows(list(prompts), system_text, max_tokens=limit_tokens)
+    _refuse_attachments(route, rows, settings.attachments)
     if settings.on_error == "raise":
         bad = inputs.first_error(rows)
         if bad is not None:
@@ -102,6 +108,22 @@ def prepare(session, *, frame=None, prompts=None, prompt=None, options: dict | N
         _refuse_not_recorded(run)
         _refuse_over_budget(session, run)
     return run, out_schema
+
+
+def _refuse_attachments(route, rows, attach_columns) -> None:
+    """A model that cannot take the rows' attachments refuses the whole run before any row: a
+    text-only one as soon as a column of attachments is named; otherwise by the attachments of
+    the first rows (a run's rows are built a chunk at a time: reading every file here would read
+    them all twice)."""
+    from ..attachments import refuse_for, references
+
+    if attach_columns is not None:
+        refuse_for(route, [{"mime_type": "image/*", "name": f"column {attach_columns!r}"}],
+                   text_only=True)
+    sample = rows.build(0, min(rows.n, ATTACHMENT_SAMPLE_ROWS)).messages
+    refs = [ref for m in sample if m is not None for ref in references(m)]
+    if refs:
+        refuse_for(route, refs)
 
 
 def _refuse_not_recorded(run: BatchRun) -> None:

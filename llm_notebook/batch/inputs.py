@@ -123,7 +123,7 @@ class FrameRows:
     Whole-input mistakes fail when it is made; requests are built a chunk of rows at a time
     (`build(start, stop)`), so a run of a million rows never holds a million message lists."""
 
-    def __init__(self, df, spec: PromptSpec, *, max_tokens: int):
+    def __init__(self, df, spec: PromptSpec, *, max_tokens: int, attach=None):
         try:
             template = placeholders.parse(spec.prompt)
             system_template = placeholders.parse(spec.system) if spec.system else None
@@ -139,7 +139,9 @@ class FrameRows:
         names = list(template.variables)
         if system_template is not None:
             names += [v for v in system_template.variables if v not in names]
-        if not names:
+        # The cells of the `attachments=` columns go with the prompt as attachments.
+        self.attach = _attachment_columns(df, attach)
+        if not names and not self.attach:
             raise ValueError(
                 "the prompt has no {column} placeholders, so every row would send the same request; "
                 "name the column(s) to fill in, e.g. 'Summarize: {text}'. Columns: "
@@ -166,6 +168,7 @@ class FrameRows:
         prompts: list = [None] * count
         errors: dict = {}
         cells = {name: column.iloc[start:stop].tolist() for name, column in self.columns.items()}
+        attach = {name: column.iloc[start:stop].tolist() for name, column in self.attach.items()}
         template, system_template = self.template, self.system_template
         for j in range(count):
             values = dict(self.constant)
@@ -182,6 +185,9 @@ class FrameRows:
                     system = system_template.render(values) if system_template is not None else None
                 except placeholders.PlaceholderError as exc:
                     bad = str(exc)
+            attached = []
+            if bad is None and attach:
+                attached, bad = _row_attachments(attach, j)
             if bad is not None:
                 errors[start + j] = (BAD_INPUT, f"{bad}; the row was not sent")
                 continue
@@ -192,7 +198,7 @@ class FrameRows:
                                                                 f"column '{longest}'"))
                 continue
             prompts[j] = prompt
-            messages[j] = _messages(system, prompt)
+            messages[j] = _messages(system, prompt, attached)
         return Requests(messages, prompts, errors)
 
     def digest(self, h) -> None:
@@ -202,7 +208,7 @@ class FrameRows:
 
         h.update(json.dumps([self.spec.prompt, self.spec.system, self.constant, self.n],
                             sort_keys=True, default=str).encode())
-        for name, column in self.columns.items():
+        for name, column in {**self.columns, **self.attach}.items():
             h.update(name.encode() + b"\0")
             # A slice at a time: pandas' hashing of text makes a few hundred bytes of scratch per
             # cell, which a whole million-row column would turn into the run's high-water mark.
@@ -286,15 +292,52 @@ def from_frame(df, spec: PromptSpec, *, max_tokens: int) -> Requests:
     return rows.build(0, rows.n)
 
 
+def _attachment_columns(df, attach) -> dict:
+    """{column: the Series} of the `attachments=` setting (a name or a list of names)."""
+    if attach is None:
+        return {}
+    names = [attach] if isinstance(attach, str) or not hasattr(attach, "__iter__") else list(attach)
+    columns = {}
+    for name in names:
+        if name not in df.columns:
+            raise MissingColumnError(str(name), list(df.columns))
+        columns[name] = df[name]
+    return columns
+
+
+def _row_attachments(columns: dict, i: int) -> tuple[list, str | None]:
+    """Row i's attachments, or why the row cannot be sent (a missing cell, an unreadable or
+    unsupported file: only that row fails)."""
+    from ..attachments import load
+    from ..errors import AttachmentError
+
+    found = []
+    for name, cells in columns.items():
+        cell = cells[i]
+        if cell is None or (isinstance(cell, float) and math.isnan(cell)) or _is_missing_scalar(cell):
+            return [], f"attachment column '{name}' is missing (None/NaN)"
+        try:
+            found.append(load(cell))
+        except AttachmentError as exc:
+            return [], f"attachment column '{name}': {exc.message}"
+    return found, None
+
+
 def from_list(items, spec_system: str | None, *, max_tokens: int) -> Requests:
     rows = ListRows(list(items), spec_system, max_tokens=max_tokens)
     return rows.build(0, rows.n)
 
 
-def _messages(system: str | None, prompt: str) -> list[dict]:
+def _messages(system: str | None, prompt: str, attached: list = ()) -> list[dict]:
+    if attached:
+        from ..attachments import user_content
+
+        user = {"role": "user", "content": user_content(prompt, attached)}
+    else:
+        user = {"role": "user", "content": prompt}
     if system:
-        return [{"role": "system", "content": system}, {"role": "user", "content": prompt}]
-    return [{"role": "user", "content": prompt}]
+        return [{"role": "system", "content": system}, user]
+    return [user]
 
 
 def _oversized(chars: int, max_tokens: int, what: str) -> str:

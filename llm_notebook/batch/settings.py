@@ -25,6 +25,7 @@ class BatchSettings:
     progress: Any = None              # None (auto), True, False, "widget" or "text"
     background: bool = False          # return a Job at once; the kernel stays free
     via: str = "calls"                # "calls" (one request a row) or "batch_api" (provider batches)
+    attachments: Any = None           # column(s) of images/PDFs (paths, bytes, URLs, PIL images)
 
     @classmethod
     def split(cls, keywords: dict) -> tuple["BatchSettings", dict]:
@@ -66,5 +67,7 @@ HELP = """model: the model (default: the session's default model).
             stays free and JupyterLab says when it ends.
         via: "calls" (default: one request per row) or "batch_api": the rows go as one provider
             batch at the provider's batch price (about half), answered within 24 h.
+        attachments: a column name (or a list of them) whose cells are images or PDFs (file
+            paths, bytes, http(s) URLs or PIL images) sent with each row's prompt.
         Any other keyword goes to the model (temperature, max_tokens, ...), except the per-row
         `deadline`, `timeout` (seconds) and `max_retries`."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from ..attachments import prompt_text
 from ..errors import INTERRUPTED, LLMError
 
 
@@ -41,7 +42,8 @@ class Outcome:
         row = base.copy()
         if messages is not None:
             prompt = messages[-1].get("content") if messages else ""
-            row["prompt"] = prompt if type(prompt) is str else str(prompt)
+            # (an attachment is logged by its name, type, size and hash: never its content)
+            row["prompt"] = prompt if type(prompt) is str else prompt_text(prompt)
             row["messages"] = messages
         row["cache_key"] = cache_key
         row["row_key"] = row_key

@@ -21,7 +21,7 @@ import asyncio
 import time
 from typing import Callable
 
-from .. import budget, pricing, providers, tokens
+from .. import attachments, budget, pricing, providers, tokens
 from ..cache import cache_key
 from ..response import Response
 from . import outcome as outcomes
@@ -49,6 +49,7 @@ async def call_once(session, messages: list[dict], *, model: str | None, options
     state = state or CallState()
     log = session.log
     route = session.resolve(model, options)
+    attachments.check_route(route, messages)   # a text-only model: refused before anything
     use_cache = session.config.cache if cache is None else cache
     key = cache_key(route.model, messages, options, route.base_url or route.endpoint) \
         if use_cache else None

@@ -61,6 +61,9 @@ _INSTRUCTIONS = {
           help="Any other provider option, e.g. --option top_p=0.9 (repeatable; JSON values).")
 @argument("--raw", action="store_true",
           help="Send the cell exactly as written: no {name} interpolation.")
+@argument("--attach", action="append", metavar="PATH",
+          help="An image (PNG, JPEG, GIF, WebP) or PDF of the notebook's folder to send with the "
+               "prompt (repeatable).")
 def cell_spec(line, cell):
     """Send the cell to an LLM and stream the reply into the output.
 
@@ -105,6 +108,7 @@ def run_cell(magics, line: str, body: str):
         raise UsageError("the prompt is empty once its {placeholders} are filled in")
 
     with user_errors():
+        attached = _attachments(session, args.attach)
         if model:
             session.resolve(model, options)  # a typo fails before any conversation changes
         conversation = _conversation(session, args, model, system)
@@ -116,10 +120,21 @@ def run_cell(magics, line: str, body: str):
     display = open_display(shell, route.model, fmt, magics.max_updates_per_second)
     # Which of the template's placeholders came from notebook variables: shown, never silent.
     note = f"from the notebook: {', '.join(filled)}" if filled else ""
+    if attached:
+        note = "; ".join(filter(None, [note, "attached: " + ", ".join(a.describe() for a in attached)]))
     response = _call(shell, display, conversation, fmt, prompt,
-                     dict(model=model, system=system, cache=args.cache, **options), stream, note)
+                     dict(model=model, system=system, cache=args.cache, attachments=attached,
+                          **options), stream, note)
     _deliver(shell, display, response, fmt, args.out, note)
     return
+
+
+def _attachments(session, paths: list[str] | None) -> list:
+    """`--attach` files, from the notebook's folder only: a cell may come from someone else, and
+    must not send files from elsewhere on this machine (Python code may: ask(attachments=...))."""
+    from ..attachments import load_all
+
+    return load_all(paths, within=session._notebook_folder) if paths else []
 
 
 def _check_out_name(name: str | None) -> None:

@@ -36,6 +36,7 @@ class Endpoint:
     api_key_env: str | None = None
     api_key: str | None = field(default=None, repr=False)
     via: str = "http"                  # "http" (lean client) or "litellm"
+    attachments: bool | None = None    # takes images/PDFs: True, False, None (unknown: allowed)
 
     def __post_init__(self) -> None:
         from .. import redact
@@ -95,6 +96,7 @@ class Route:
     api_key: str | None = field(default=None, repr=False)
     endpoint: str | None = None         # endpoint name, for cache keys and logs
     missing_key: str | None = None      # resolved without the key it needs (replay): why
+    attachments: bool | None = None     # an endpoint's: takes images/PDFs (None: unknown)
 
 
 @dataclass(slots=True)
@@ -143,7 +145,8 @@ def resolve(model: str, *, endpoints: dict[str, Endpoint], aliases: dict[str, st
     if rest and prefix in endpoints:
         ep = endpoints[prefix]
         return Route(model=model, kind=ep.via, provider="openai", api_model=rest,
-                     base_url=ep.base_url, api_key=ep.key(), endpoint=ep.name)
+                     base_url=ep.base_url, api_key=ep.key(), endpoint=ep.name,
+                     attachments=ep.attachments)
     provider = prefix if rest else ((pricing.model_info(model) or {}).get("litellm_provider") or "")
     if not provider or (rest and provider not in known_providers()):
         raise UnknownModelError(_unknown_model_message(model, endpoints, aliases))
@@ -333,3 +336,33 @@ def chunks(route: Route, messages: list[dict], options: dict, *, stream: bool,
     else:
         from . import litellm_route as producer
     return producer.chunks(route, messages, options, stream=stream, timeout=timeout)
+
+
+async def embeddings(route: Route, texts: list[str], *, timeout: float) -> "Embedded":
+    """One embeddings request: a vector per text, in order, and the prompt tokens the provider
+    counted (None when it says nothing). Raises LLMError (classified and redacted)."""
+    if route.kind == "local":
+        from . import local as producer
+    elif route.kind == "http":
+        from . import http as producer
+    else:
+        from . import litellm_route as producer
+    return await producer.embeddings(route, texts, timeout=timeout)
+
+
+async def prepare_embeddings(route: Route) -> None:
+    """`prepare` for embeddings: litellm's import, or the embedded model's embedding weights."""
+    if route.kind == "local":
+        from . import local
+
+        if not local.embedder_loaded():
+            await _load_in_background(local.get_embedder)
+    else:
+        await prepare(route)
+
+
+@dataclass(slots=True)
+class Embedded:
+    """What an embeddings request returned."""
+    vectors: list
+    input_tokens: int | None = None

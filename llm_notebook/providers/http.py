@@ -15,7 +15,7 @@ from typing import AsyncIterator
 
 from .. import options as call_options
 from ..errors import (AUTH, BAD_REQUEST, CONNECTION, CONTEXT_WINDOW, INCOMPLETE, INVALID_RESPONSE,
-                      RATE_LIMIT, SERVER, LLMError)
+                      RATE_LIMIT, SERVER, TIMEOUT, LLMError)
 from . import Finish, Route, without_userinfo
 
 _sessions: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, object]" = weakref.WeakKeyDictionary()
@@ -36,7 +36,10 @@ def _session():
 
 
 def build_body(route: Route, messages: list[dict], options: dict, stream: bool) -> bytes:
-    body = {"model": route.api_model, "messages": messages}
+    from ..attachments import expand
+
+    # Attachment references become content parts (images and PDFs as data: URLs) only here.
+    body = {"model": route.api_model, "messages": expand(messages)}
     # Never a key, a URL or a header in the body (llm_notebook.options says which those are).
     body.update(call_options.body_options(options))
     if stream:
@@ -92,7 +95,11 @@ async def chunks(route: Route, messages: list[dict], options: dict, *, stream: b
     headers = {**call_options.request_headers(options), "Content-Type": "application/json"}
     if route.api_key:
         headers["Authorization"] = f"Bearer {route.api_key}"
-    body = build_body(route, messages, options, stream)
+    if any(type(m.get("content")) is list for m in messages):
+        # Attachments are read from disk and encoded: not on the event loop.
+        body = await asyncio.to_thread(build_body, route, messages, options, stream)
+    else:
+        body = build_body(route, messages, options, stream)
     # The attempt (llm_notebook/call/attempt.py) cuts the wait for each chunk and the deadline;
     # aiohttp only bounds connecting (no read timer of its own: one timer a request is enough).
     limits = aiohttp.ClientTimeout(total=None, sock_connect=timeout)
@@ -141,6 +148,47 @@ async def chunks(route: Route, messages: list[dict], options: dict, *, stream: b
     except (aiohttp.ClientError, OSError) as exc:
         raise LLMError(f"connection to {without_userinfo(route.base_url)} failed: "
                        f"{exc.__class__.__name__}: {exc}", kind=CONNECTION) from None
+
+
+async def embeddings(route: Route, texts: list[str], *, timeout: float):
+    """POST /embeddings: one vector per text (matched back by `index`)."""
+    import aiohttp
+
+    from . import Embedded
+
+    url = route.base_url.rstrip("/") + "/embeddings"
+    headers = {"Content-Type": "application/json"}
+    if route.api_key:
+        headers["Authorization"] = f"Bearer {route.api_key}"
+    body = json.dumps({"model": route.api_model, "input": texts, "encoding_format": "float"})
+    limits = aiohttp.ClientTimeout(total=timeout)
+    try:
+        async with _session().post(url, data=body.encode("utf-8"), headers=headers,
+                                   timeout=limits) as resp:
+            raw = await resp.read()
+            if resp.status >= 400:
+                raise classify(resp.status, raw.decode("utf-8", "replace"),
+                               resp.headers.get("Retry-After"))
+    except LLMError:
+        raise
+    except TimeoutError:
+        raise LLMError(f"no embeddings from {without_userinfo(route.base_url)} within {timeout:g} s",
+                       kind=TIMEOUT) from None
+    except (aiohttp.ClientError, OSError) as exc:
+        raise LLMError(f"connection to {without_userinfo(route.base_url)} failed: "
+                       f"{exc.__class__.__name__}: {exc}", kind=CONNECTION) from None
+    try:
+        data = json.loads(raw)
+        entries = sorted(data["data"], key=lambda e: e["index"])
+        vectors = [e["embedding"] for e in entries]
+        usage = data.get("usage") or {}
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise LLMError(f"provider sent unreadable embeddings ({exc.__class__.__name__})",
+                       kind=INVALID_RESPONSE) from None
+    if len(vectors) != len(texts) or not all(isinstance(v, list) for v in vectors):
+        raise LLMError(f"provider sent {len(vectors)} embeddings for {len(texts)} texts",
+                       kind=INVALID_RESPONSE)
+    return Embedded(vectors, usage.get("prompt_tokens"))
 
 
 def _whole_answer(raw: bytes) -> Finish:

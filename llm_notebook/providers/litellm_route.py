@@ -102,6 +102,12 @@ def classify(exc: BaseException) -> LLMError:
 async def chunks(route: Route, messages: list[dict], options: dict, *, stream: bool,
                  timeout: float) -> AsyncIterator["str | Finish"]:
     litellm = get_litellm()
+    if any(type(m.get("content")) is list for m in messages):
+        from ..attachments import expand
+
+        # Attachment references become OpenAI content parts (litellm translates them per
+        # provider); the files are read and encoded off the event loop.
+        messages = await asyncio.to_thread(expand, messages)
     kwargs = {k: v for k, v in options.items() if k not in _SKIP and v is not None}
     if route.base_url:
         kwargs["api_base"] = route.base_url
@@ -149,6 +155,39 @@ async def chunks(route: Route, messages: list[dict], options: dict, *, stream: b
         raise LLMError(f"no answer within {timeout:g} s", kind=TIMEOUT) from None
     except Exception as exc:  # litellm raises many types; classify them all
         raise classify(exc) from None
+
+
+async def embeddings(route: Route, texts: list[str], *, timeout: float):
+    """litellm's `aembedding`: one vector per text, in order."""
+    from . import Embedded
+
+    litellm = get_litellm()
+    kwargs = {}
+    if route.base_url:
+        kwargs["api_base"] = route.base_url
+    if route.api_key:
+        kwargs["api_key"] = route.api_key
+    model = f"openai/{route.api_model}" if route.endpoint else route.api_model
+    try:
+        resp = await litellm.aembedding(model=model, input=texts, timeout=timeout, **_PER_CALL,
+                                        **kwargs)
+        entries = sorted(resp.data, key=lambda e: _field(e, "index"))
+        vectors = [list(_field(e, "embedding")) for e in entries]
+    except LLMError:
+        raise
+    except TimeoutError:
+        raise LLMError(f"no embeddings within {timeout:g} s", kind=TIMEOUT) from None
+    except Exception as exc:  # litellm raises many types; classify them all
+        raise classify(exc) from None
+    if len(vectors) != len(texts):
+        raise LLMError(f"provider sent {len(vectors)} embeddings for {len(texts)} texts",
+                       kind=INVALID_RESPONSE)
+    usage = getattr(resp, "usage", None)
+    return Embedded(vectors, getattr(usage, "prompt_tokens", None) if usage else None)
+
+
+def _field(entry, name: str):
+    return entry[name] if isinstance(entry, dict) else getattr(entry, name)
 
 
 # -- the embedded model as litellm's `local` custom provider --------------------------------------

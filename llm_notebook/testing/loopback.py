@@ -19,7 +19,12 @@ Replies:
   message that has one); the configured ``reply`` / cycling ``replies``; for JSON mode
   (``response_format`` json_object/json_schema, or model ``loopback-json``) the string
   ``{"echo": "<last user message>"}``; otherwise ``"Echo: " + <last user message>``. Echoes are
-  cut to ``ECHO_MAX_TOKENS`` words so huge prompts don't make huge replies.
+  cut to ``ECHO_MAX_TOKENS`` words so huge prompts don't make huge replies. The model
+  ``loopback-judge`` answers instead by the fixed rules of ``loopback_rules.py`` (yes/no,
+  labels, rankings, fields and sums decided from the prompt), so semantic operators have known
+  right answers.
+- ``POST /v1/embeddings`` answers any model with hashed bag-of-words vectors
+  (``loopback_rules.embedding``): texts that share words are near each other.
 - ``max_tokens`` (or ``max_completion_tokens``) cuts the reply to that many tokens and sets
   finish_reason "length". Streaming sends one chunk per token (the word plus the whitespace
   after it), after a first chunk carrying the role.
@@ -66,9 +71,15 @@ import urllib.request
 
 from aiohttp import web
 
+try:  # run as a plain file (how LoopbackServer starts it), or imported from the package
+    from . import loopback_rules as rules
+except ImportError:
+    import loopback_rules as rules
+
 __all__ = ["LoopbackServer", "LoopbackError", "MODELS", "DEFAULT_SETTINGS", "ECHO_MAX_TOKENS"]
 
-MODELS = ["loopback-model", "loopback-json", "loopback-small"]
+MODELS = ["loopback-model", "loopback-json", "loopback-small", rules.JUDGE_MODEL,
+          "loopback-embed"]
 ECHO_MAX_TOKENS = 256
 # Bounded so a long-running notebook or benchmark server can't grow without limit.
 MAX_RECORDED = 10_000
@@ -231,7 +242,7 @@ class _Loopback:
         self.stats = {
             "requests": 0, "by_status": {}, "by_model": {}, "request_times": [],
             "in_flight": self.in_flight, "max_in_flight": self.in_flight,
-            "rate_limited": [], "dropped": 0, "models_requests": 0,
+            "rate_limited": [], "dropped": 0, "models_requests": 0, "embeddings_requests": 0,
             "batch_api": {"uploads": 0, "batches": 0, "polls": 0, "downloads": 0,
                           "cancels": 0, "lines": 0},
         }
@@ -377,6 +388,10 @@ class _Loopback:
             elif self.settings["replies"]:
                 replies = self.settings["replies"]
                 fixed = replies[next(self.reply_cycle) % len(replies)]
+        if fixed is None and body.get("model") == rules.JUDGE_MODEL:
+            instructions = "\n".join(_text_of(m.get("content")) for m in messages
+                                      if isinstance(m, dict) and m.get("role") == "system")
+            fixed = rules.judge(instructions, last_user, rules.schema_of(body))
         if fixed is not None:
             tokens = split_tokens(fixed)
         else:
@@ -553,6 +568,55 @@ class _Loopback:
         if request.transport is not None:
             request.transport.close()
         return response if response is not None else web.Response()
+
+    async def embeddings(self, request: web.Request) -> web.Response:
+        """POST /v1/embeddings: hashed bag-of-words vectors (loopback_rules.embedding), as
+        floats or, with encoding_format "base64", as little-endian float32 (OpenAI's SDK asks
+        for that). Scripted error faults and rpm/tpm limits apply as to chat requests."""
+        import base64
+        import struct
+
+        authorization = request.headers.get("Authorization")
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        self._record(request, body, authorization)
+        self.stats["embeddings_requests"] = self.stats.get("embeddings_requests", 0) + 1
+        texts = body.get("input") if isinstance(body, dict) else None
+        if isinstance(texts, str):
+            texts = [texts]
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+            return self._error(400, "'input' must be a string or a non-empty list of strings.",
+                               "invalid_request_error", param="input")
+        tokens = sum(max(1, rules.word_count(t)) for t in texts)
+        fault = self._take_fault("\n".join(texts))
+        if fault is not None:
+            error = self._fault_error(fault, authorization, tokens)
+            if error is not None:
+                return error
+        if self.settings["require_key"] is not None and \
+                _bearer(authorization) != self.settings["require_key"]:
+            return self._bad_key(authorization)
+        refused = self._admit(tokens)
+        if refused is not None:
+            return refused
+        if self.settings["latency"]:
+            await asyncio.sleep(self.settings["latency"])
+        dimensions = body.get("dimensions")
+        if not isinstance(dimensions, int) or isinstance(dimensions, bool) or not 1 <= dimensions <= 4096:
+            dimensions = rules.DIMENSIONS
+        as_base64 = body.get("encoding_format") == "base64"
+        data = []
+        for i, text in enumerate(texts):
+            vector = rules.embedding(text, dimensions)
+            if as_base64:
+                vector = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+            data.append({"object": "embedding", "index": i, "embedding": vector})
+        self._status(200)
+        request["loopback_record"]["status"] = 200
+        return web.json_response({"object": "list", "data": data, "model": body.get("model"),
+                                  "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 
     async def models(self, request: web.Request) -> web.Response:
         self.stats["models_requests"] += 1
@@ -841,6 +905,7 @@ def make_app(settings: dict | None = None) -> web.Application:
     app = web.Application(client_max_size=64 * 1024 * 1024)
     for prefix in ("/v1", ""):  # also serve clients whose base URL lacks /v1
         app.router.add_post(prefix + "/chat/completions", state.chat)
+        app.router.add_post(prefix + "/embeddings", state.embeddings)
         app.router.add_get(prefix + "/models", state.models)
         app.router.add_post(prefix + "/files", state.files_create)
         app.router.add_get(prefix + "/files/{file_id}/content", state.files_content)

@@ -204,9 +204,10 @@ class Chat(PickerHandlers, LLMWidget):
                 "turns": self.turns(), "busy": active is not None, "active": active}
 
     @rpc("send")
-    async def _rpc_send(self, prompt: str) -> dict:
+    async def _rpc_send(self, prompt: str, attachments: list | None = None) -> dict:
         _check_prompt(prompt)
-        return self._turn_of(await self._exchange(prompt, HEAD))
+        return self._turn_of(await self._exchange(prompt, HEAD,
+                                                  attachments=_uploads(attachments)))
 
     @rpc("edit")
     async def _rpc_edit(self, turn_id: int, prompt: str) -> dict:
@@ -239,7 +240,8 @@ class Chat(PickerHandlers, LLMWidget):
 
     # -- the exchange ----------------------------------------------------------------------------
 
-    async def _exchange(self, prompt: str, parent: int | None | _Head, *, cache: bool | None = None):
+    async def _exchange(self, prompt: str, parent: int | None | _Head, *, cache: bool | None = None,
+                        attachments: list | None = None):
         """Asks `prompt` after `parent` (HEAD: the branch on screen), streaming the answer.
 
         Runs on the runner's loop. Returns the Response; a stop from the user returns the
@@ -263,7 +265,8 @@ class Chat(PickerHandlers, LLMWidget):
         stopped = False
         try:
             try:
-                async for chunk in conversation.astream(prompt, model=model, cache=cache, **self._options):
+                async for chunk in conversation.astream(prompt, model=model, cache=cache,
+                                                        attachments=attachments, **self._options):
                     self.streams.push(chunk, stream_id)
             except asyncio.CancelledError:
                 stopped = self._stop_requested
@@ -392,3 +395,30 @@ def _response_of(row: dict):
     from ..response import Response
 
     return Response.from_row(row)
+
+
+def _uploads(items: list | None) -> list:
+    """The files the attach button uploaded ({"name", "data": base64}), as attachments (checked
+    like any other: type by content, size capped; an upload is a file the user picked)."""
+    import base64
+    import binascii
+
+    from ..attachments import MAX_BYTES, MAX_PER_MESSAGE, from_upload
+    from ..errors import AttachmentError
+
+    if not items:
+        return []
+    if not isinstance(items, list) or len(items) > MAX_PER_MESSAGE:
+        raise AttachmentError(f"attach at most {MAX_PER_MESSAGE} files to one message")
+    found = []
+    for item in items:
+        data = item.get("data") if isinstance(item, dict) else None
+        if not isinstance(data, str) or len(data) > MAX_BYTES * 4 // 3 + 8:
+            raise AttachmentError("an attached file is missing or larger than "
+                                  f"{MAX_BYTES // 1_000_000} MB")
+        try:
+            raw = base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            raise AttachmentError("an attached file did not arrive whole; attach it again") from None
+        found.append(from_upload(str(item.get("name") or ""), raw))
+    return found

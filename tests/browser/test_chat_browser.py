@@ -177,3 +177,37 @@ def test_hostile_messages_run_nothing_and_fetch_nothing(jupyter_lab, lab_page, l
 
     page.console_monitor.assert_not_pwned()
     request_monitor.assert_none_left()
+
+
+def test_attach_button_uploads_a_picture_with_the_next_message(jupyter_lab, lab_page, loopback, tmp_path, shot):
+    import base64
+
+    picture = base64.b64decode(  # a 1×1 PNG
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
+    upload = tmp_path / "dot.png"
+    upload.write_bytes(picture)
+    page = lab_page
+    path = _chat_notebook(jupyter_lab.root_dir, "attach.ipynb", loopback.url,
+                          f"attach-{uuid.uuid4().hex[:8]}")
+    panel = helpers.open_notebook(page, path)
+    helpers.run_cell(page, panel, 0)
+    chat = _widget(panel)
+    chat.get_by_text("No messages yet").wait_for()
+    with page.expect_file_chooser() as chooser:
+        chat.get_by_role("button", name="Attach").click()
+    chooser.value.set_files(str(upload))
+    chat.locator(".llm-chat-attached", has_text="Attached: dot.png").wait_for()
+    box = chat.locator("textarea.llm-chat-input")
+    box.click()
+    box.type("What is this?")
+    box.press("Enter")
+    chat.locator(".llm-chat-turn:not(.llm-chat-live) .llm-chat-footer").first.wait_for(
+        timeout=helpers.EXECUTE_TIMEOUT_MS)
+    assert chat.locator(".llm-chat-attached").inner_text() == ""      # sent with that message only
+    sent = [r for r in loopback.requests() if r["path"].endswith("/chat/completions")][-1]
+    parts = sent["body"]["messages"][-1]["content"]
+    assert parts[0] == {"type": "text", "text": "What is this?"}
+    assert parts[1]["image_url"]["url"] == "data:image/png;base64," + base64.b64encode(picture).decode()
+    shown = chat.locator(".llm-chat-user").first.inner_text()
+    assert "[attached: dot.png (image/png" in shown
+    shot("attached")

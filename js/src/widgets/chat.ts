@@ -23,6 +23,12 @@ import { button, h, insertLineBreak, suppressLabShortcuts, uniqueId } from "./pi
 import "./picker/picker.css";
 import { createPicker } from "./picker/view";
 
+function toBase64(bytes: Uint8Array): string {
+  let text = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(text);
+}
+
 /** The error line chat.py sends when the user stopped an answer (not a failure to show). */
 const STOPPED = "Stopped.";
 
@@ -107,7 +113,25 @@ function renderChat(model: AnyModel<ChatModel>, el: HTMLElement): () => void {
   suppressLabShortcuts(input);
   const sendButton = button("Send", "Send the message (Enter)", "llm-primary llm-chat-send", () => submit());
   const stopButton = button("Stop", "Stop the answer (Esc)", "llm-chat-stop", () => stop());
-  const composer = h("div", { class: "llm-chat-composer" }, input, h("div", { class: "llm-chat-composer-buttons" }, sendButton, stopButton));
+  // Attach: images and PDFs go with the next message (the kernel checks type and size).
+  const filePicker = h("input", { type: "file", multiple: true, accept: "image/png,image/jpeg,image/gif,image/webp,application/pdf", hidden: true });
+  const attachButton = button("Attach", "Attach images or PDFs to the next message", "llm-chat-attach", () => filePicker.click());
+  const attachedNote = h("span", { class: "llm-muted llm-chat-attached" });
+  let attached: { name: string; data: string }[] = [];
+  filePicker.addEventListener("change", () => {
+    // (the kernel takes at most 20 MB a file: a larger one is not read, let alone sent)
+    const files: File[] = [];
+    for (const f of Array.from(filePicker.files ?? [])) {
+      if (f.size > 20e6) showBanner(`${f.name} is larger than 20 MB: attach a smaller file`);
+      else files.push(f);
+    }
+    filePicker.value = "";
+    void Promise.all(files.map(async (f) => ({ name: f.name, data: toBase64(new Uint8Array(await f.arrayBuffer())) }))).then((more) => {
+      attached = attached.concat(more);
+      attachedNote.textContent = attached.length ? `Attached: ${attached.map((a) => a.name).join(", ")}` : "";
+    });
+  });
+  const composer = h("div", { class: "llm-chat-composer" }, input, h("div", { class: "llm-chat-composer-buttons" }, sendButton, attachButton, stopButton), attachedNote, filePicker);
   const liveRegion = h("div", { class: "llm-visually-hidden", role: "status", "aria-live": "polite" });
 
   el.replaceChildren(header, searchBar, thread, bannerEl, composer, liveRegion);
@@ -174,7 +198,10 @@ function renderChat(model: AnyModel<ChatModel>, el: HTMLElement): () => void {
     const text = input.value;
     if (!text.trim() || isBusy()) return;
     input.value = "";
-    void act("send", { prompt: text }, () => {
+    const files = attached;
+    attached = [];
+    attachedNote.textContent = "";
+    void act("send", files.length ? { prompt: text, attachments: files } : { prompt: text }, () => {
       if (!input.value) input.value = text; // give the message back, to retry it
     });
   }
